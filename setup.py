@@ -1,0 +1,80 @@
+"""Installs prompt-tuning: soft-prompt tuning of frozen T5 1.1 models on JAX/Flax."""
+import os
+
+import setuptools
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _config_files():
+  """Lists configs/**.gin so a non-editable install carries them as package data."""
+  files = []
+  for root, _, names in os.walk(os.path.join(_HERE, "configs")):
+    for name in names:
+      if name.endswith(".gin"):
+        files.append(os.path.relpath(os.path.join(root, name), _HERE))
+  return files
+
+
+with open(os.path.join(_HERE, "README.md"), encoding="utf-8") as f:
+  _LONG_DESCRIPTION = f.read()
+
+setuptools.setup(
+    name="prompt-tuning",
+    version="0.1.0",
+    description=("Prompt tuning (Lester et al., 2021) of frozen T5 1.1 models "
+                 "in JAX/Flax with optax, orbax and seqio."),
+    long_description=_LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    # configs/ lives at the top of the checkout; an install copies it into the
+    # package as prompt_tuning/configs so the CLI finds it either way
+    # (prompt_tuning.paths.config_dir).
+    packages=(setuptools.find_packages(include=["prompt_tuning", "prompt_tuning.*"])
+              + ["prompt_tuning.configs"]),
+    package_dir={"prompt_tuning.configs": "configs"},
+    package_data={
+        "prompt_tuning.configs": [
+            os.path.relpath(f, "configs") for f in _config_files()],
+        "prompt_tuning": ["assets/*", "assets/*/*", "assets/*/*/*"],
+    },
+    install_requires=[
+        "jax>=0.4.30",
+        "flax>=0.8.5",
+        "optax>=0.2.2",
+        "orbax-checkpoint>=0.5.20",
+        "seqio>=0.0.19",
+        "tensorflow>=2.16",
+        "tensorflow-datasets>=4.9.4",
+        "gin-config>=0.5.0",
+        "sentencepiece>=0.2.0",
+        "tensorstore>=0.1.60",
+        "safetensors>=0.4.3",
+        "msgpack>=1.0.7",
+        "numpy>=1.26",
+        "scikit-learn>=1.3",
+        "scipy>=1.11",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8.0",
+            "pytest-xdist>=3.5",
+            "torch>=2.2",
+            "transformers>=4.40",
+            "peft>=0.11",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+        ],
+    },
+    entry_points={"console_scripts": ["prompt-tuning=prompt_tuning.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
