@@ -1,0 +1,232 @@
+"""T5 1.1 building blocks: RMS norm, attention, gated MLP, relative bias, masks.
+
+Module and parameter names are T5X's, so a T5X checkpoint's tree maps 1:1.
+Dimension letters: B batch, L/S key length, T query length, D d_model,
+N heads, K head dim, F mlp dim, V vocab, R relative-position buckets.
+"""
+from typing import Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+# Added to masked-out attention logits; large enough that softmax gives 0, small
+# enough that a fully masked row (a padded query) stays finite.
+NEG_INF = -1e10
+
+
+def param_with_axes(init: Initializer, axes: Sequence[str]) -> Initializer:
+  """Wraps an initializer so the param carries T5X logical axis names."""
+  return nn.with_logical_partitioning(init, tuple(axes))
+
+
+def dense(features: int, axes: Sequence[str], name: str, dtype,
+          init: Optional[Initializer] = None) -> nn.Dense:
+  """A bias-free dense layer with a 2-D kernel [in, out], as T5X stores it."""
+  init = init or nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+  return nn.Dense(features, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+                  kernel_init=param_with_axes(init, axes), name=name)
+
+
+class RMSNorm(nn.Module):
+  """T5 layer norm: scale only, no mean, no bias; statistics in float32."""
+  epsilon: float = 1e-6
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """[..., D] -> [..., D]."""
+    scale = self.param("scale", param_with_axes(nn.initializers.ones, ("embed",)),
+                       (x.shape[-1],), jnp.float32)
+    x32 = jnp.asarray(x, jnp.float32)
+    var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+    y = x32 * jax.lax.rsqrt(var + self.epsilon)
+    return (y * jnp.asarray(scale, jnp.float32)).astype(self.dtype)
+
+
+def relative_position_bucket(relative_position: np.ndarray, bidirectional: bool,
+                             num_buckets: int, max_distance: int) -> np.ndarray:
+  """Maps key-minus-query offsets to T5's log-spaced buckets.
+
+  Half the buckets are exact offsets, the rest grow logarithmically up to
+  `max_distance`; a bidirectional stack spends half its buckets on each side.
+
+  Args:
+    relative_position: [T, S] int, key position minus query position.
+
+  Returns:
+    [T, S] int32 bucket ids in [0, num_buckets).
+  """
+  ret = np.zeros_like(relative_position)
+  n = -relative_position
+  if bidirectional:
+    num_buckets //= 2
+    ret += (n < 0).astype(np.int32) * num_buckets
+    n = np.abs(n)
+  else:
+    n = np.maximum(n, 0)
+  max_exact = num_buckets // 2
+  is_small = n < max_exact
+  # float32 and truncation as the reference implementations compute it.
+  with np.errstate(divide="ignore"):
+    scaled = (np.log(n.astype(np.float32) / np.float32(max_exact))
+              / np.float32(np.log(max_distance / max_exact))
+              * np.float32(num_buckets - max_exact))
+  large = max_exact + np.where(is_small, 0, scaled).astype(np.int32)
+  large = np.minimum(large, num_buckets - 1)
+  return (ret + np.where(is_small, n, large)).astype(np.int32)
+
+
+class RelativePositionBiases(nn.Module):
+  """One learned scalar per (head, bucket), shared by every layer of a stack."""
+  num_buckets: int
+  max_distance: int
+  num_heads: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, qlen: int, klen: int, bidirectional: bool) -> Array:
+    """Returns the [1, N, T, S] attention bias for static lengths T, S."""
+    context = np.arange(qlen, dtype=np.int32)[:, None]
+    memory = np.arange(klen, dtype=np.int32)[None, :]
+    buckets = relative_position_bucket(memory - context, bidirectional,
+                                       self.num_buckets, self.max_distance)
+    table = self.param(
+        "rel_embedding",
+        param_with_axes(nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+                        ("heads", "relpos_buckets")),
+        (self.num_heads, self.num_buckets), jnp.float32)
+    # [N, R] gathered at [T, S] -> [N, T, S]
+    values = jnp.take(jnp.asarray(table, self.dtype), jnp.asarray(buckets), axis=1)
+    return values[None]
+
+
+def attention_mask(query_mask: Array, key_mask: Array) -> Array:
+  """[B, T] x [B, S] (1 = real token) -> [B, 1, T, S] bool, True = may attend."""
+  return (query_mask[:, None, :, None] > 0) & (key_mask[:, None, None, :] > 0)
+
+
+def causal_mask(length: int) -> Array:
+  """[1, 1, T, T] bool lower-triangular: query t sees keys 0..t."""
+  return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
+
+
+def mask_to_bias(mask: Array, dtype) -> Array:
+  """Bool mask -> additive bias: 0 where allowed, NEG_INF where not."""
+  return jnp.where(mask, 0.0, NEG_INF).astype(dtype)
+
+
+class MultiHeadAttention(nn.Module):
+  """Multi-head dot-product attention without the 1/sqrt(K) logit scaling.
+
+  T5 folds that scaling into the query initialization, so pretrained weights
+  expect unscaled logits. With `decode=True` keys and values are cached
+  ([B, T_max, N, K] in the "cache" collection) and one query step is processed.
+  """
+  num_heads: int
+  head_dim: int
+  dropout_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Optional[Array],
+               *, deterministic: bool, decode: bool = False) -> Array:
+    """Attends [B, T, D] queries to [B, S, D] keys/values.
+
+    Args:
+      inputs_q: [B, T, D] queries.
+      inputs_kv: [B, S, D] keys and values.
+      bias: [B or 1, N or 1, T, S] additive bias (mask and relative positions).
+        In decode mode the full [.., T_max, T_max] bias; the current row is
+        sliced here and future keys are masked.
+      deterministic: disables dropout.
+      decode: incremental decoding with the key/value cache.
+
+    Returns:
+      [B, T, D] attention output.
+    """
+    nk = self.num_heads * self.head_dim
+    query_init = nn.initializers.variance_scaling(
+        1.0 / self.head_dim, "fan_in", "truncated_normal")  # folded 1/sqrt(K)
+    q = dense(nk, ("embed", "joined_kv"), "query", self.dtype, query_init)(inputs_q)
+    k = dense(nk, ("embed", "joined_kv"), "key", self.dtype)(inputs_kv)
+    v = dense(nk, ("embed", "joined_kv"), "value", self.dtype)(inputs_kv)
+    split = lambda x: x.reshape(x.shape[:2] + (self.num_heads, self.head_dim))
+    q, k, v = split(q), split(k), split(v)  # [B, T|S, N, K]
+    q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
+
+    if decode:
+      initialized = self.has_variable("cache", "cached_key")
+      cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+      cached_value = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
+      cache_index = self.variable("cache", "cache_index",
+                                  lambda: jnp.array(0, dtype=jnp.int32))
+      if initialized:
+        batch, max_length = cached_key.value.shape[:2]
+        if q.shape[1] != 1:
+          raise ValueError(f"decode step expects one query token, got {q.shape[1]}.")
+        index = cache_index.value
+        k = jax.lax.dynamic_update_slice(cached_key.value, k, (0, index, 0, 0))
+        v = jax.lax.dynamic_update_slice(cached_value.value, v, (0, index, 0, 0))
+        cached_key.value, cached_value.value = k, v
+        cache_index.value = index + 1
+        # Only keys 0..index exist yet: [1, 1, 1, T_max].
+        step_mask = (jnp.arange(max_length) <= index)[None, None, None, :]
+        step_bias = mask_to_bias(step_mask, jnp.float32)
+        if bias is not None:
+          bias = jax.lax.dynamic_slice_in_dim(bias, index, 1, axis=-2)
+          bias = bias + step_bias
+        else:
+          bias = step_bias
+
+    # [B, T, N, K] x [B, S, N, K] -> [B, N, T, S]; logits in float32.
+    logits = jnp.einsum("btnk,bsnk->bnts", q, k, preferred_element_type=jnp.float32)
+    if bias is not None:
+      logits = logits + jnp.asarray(bias, jnp.float32)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    # T5X drops whole attention maps broadcast over batch and heads.
+    weights = nn.Dropout(self.dropout_rate, broadcast_dims=(0, 1))(
+        weights, deterministic=deterministic)
+    out = jnp.einsum("bnts,bsnk->btnk", weights, v)  # [B, T, N, K]
+    out = out.reshape(out.shape[:2] + (nk,))
+    return dense(inputs_q.shape[-1], ("joined_kv", "embed"), "out", self.dtype)(out)
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: nn.gelu(x, approximate=True),  # HF's "gelu_new"
+    "relu": nn.relu,
+    "linear": lambda x: x,
+    "silu": nn.silu,
+}
+
+
+class MlpBlock(nn.Module):
+  """Position-wise MLP; ("gelu", "linear") is T5 1.1's gated GELU.
+
+  One activation -> a single `wi`; several -> `wi_0`, `wi_1`, ... multiplied.
+  """
+  intermediate_dim: int
+  activations: Sequence[str] = ("gelu", "linear")
+  dropout_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, *, deterministic: bool) -> Array:
+    """[B, L, D] -> [B, L, D]."""
+    for act in self.activations:
+      if act not in _ACTIVATIONS:
+        raise ValueError(f"mlp activation {act!r}; expected one of {sorted(_ACTIVATIONS)}.")
+    hidden = None
+    for i, act in enumerate(self.activations):
+      name = "wi" if len(self.activations) == 1 else f"wi_{i}"
+      h = _ACTIVATIONS[act](dense(self.intermediate_dim, ("embed", "mlp"), name,
+                                  self.dtype)(x))
+      hidden = h if hidden is None else hidden * h
+    hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
+    hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
+        hidden, deterministic=deterministic)
+    return dense(x.shape[-1], ("mlp", "embed"), "wo", self.dtype)(hidden)
