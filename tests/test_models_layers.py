@@ -1,0 +1,88 @@
+"""Building blocks against hand-written matrices and Hugging Face's T5 code."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from transformers.models.t5 import modeling_t5
+
+from prompt_tuning.models import layers
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (8, 20)])
+def test_relative_position_bucket_matches_hf(bidirectional, num_buckets, max_distance):
+  pos = np.arange(300, dtype=np.int32)
+  rel = pos[None, :] - pos[:, None]
+  ours = layers.relative_position_bucket(rel, bidirectional, num_buckets, max_distance)
+  theirs = modeling_t5.T5Attention._relative_position_bucket(
+      torch.tensor(rel, dtype=torch.long), bidirectional=bidirectional,
+      num_buckets=num_buckets, max_distance=max_distance).numpy()
+  np.testing.assert_array_equal(ours, theirs)
+  assert ours.min() >= 0 and ours.max() == num_buckets - 1
+
+
+def test_relative_position_bucket_small_offsets_are_exact():
+  rel = np.array([[0, 1, 2, 3], [-1, 0, 1, 2]], np.int32)
+  # Bidirectional, 32 buckets: 16 per side; key after query (positive) -> +16.
+  got = layers.relative_position_bucket(rel, True, 32, 128)
+  np.testing.assert_array_equal(got, [[0, 17, 18, 19], [1, 0, 17, 18]])
+  # Causal: future keys collapse to bucket 0, past keys are their distance.
+  got = layers.relative_position_bucket(rel, False, 32, 128)
+  np.testing.assert_array_equal(got, [[0, 0, 0, 0], [1, 0, 0, 0]])
+
+
+def test_masks_against_hand_written_matrices():
+  q = jnp.array([[1, 1, 0]])
+  k = jnp.array([[1, 0]])
+  np.testing.assert_array_equal(layers.attention_mask(q, k)[0, 0],
+                                [[True, False], [True, False], [False, False]])
+  np.testing.assert_array_equal(layers.causal_mask(3)[0, 0],
+                                [[1, 0, 0], [1, 1, 0], [1, 1, 1]])
+  bias = layers.mask_to_bias(jnp.array([True, False]), jnp.float32)
+  np.testing.assert_array_equal(bias, [0.0, layers.NEG_INF])
+
+
+def test_rms_norm_matches_definition_and_keeps_float32_stats():
+  x = jnp.array([[3.0, 4.0], [1.0, -1.0]])
+  norm = layers.RMSNorm()
+  params = {"params": {"scale": jnp.array([2.0, 0.5])}}
+  y = jax.jit(norm.apply)(params, x)
+  rms = np.sqrt(np.mean(np.square(np.asarray(x)), axis=-1, keepdims=True) + 1e-6)
+  np.testing.assert_allclose(y, np.asarray(x) / rms * [2.0, 0.5], rtol=1e-6)
+  y16 = layers.RMSNorm(dtype=jnp.bfloat16).apply(params, x.astype(jnp.bfloat16))
+  assert y16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(y16, np.float32), y, rtol=1e-2)
+
+
+def test_attention_has_no_logit_scaling_and_respects_bias():
+  attn = layers.MultiHeadAttention(num_heads=1, head_dim=2)
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 3, 2))
+  eye = jnp.eye(2)
+  params = {"params": {n: {"kernel": eye} for n in ("query", "key", "value", "out")}}
+  bias = layers.mask_to_bias(layers.causal_mask(3), jnp.float32)
+  got = jax.jit(lambda p, x: attn.apply(p, x, x, bias, deterministic=True))(params, x)
+  logits = np.einsum("td,sd->ts", x[0], x[0])  # unscaled
+  logits = np.where(np.tril(np.ones((3, 3))) > 0, logits, -np.inf)
+  w = np.exp(logits - logits.max(-1, keepdims=True))
+  w /= w.sum(-1, keepdims=True)
+  np.testing.assert_allclose(got[0], w @ np.asarray(x[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_gated_mlp_and_named_kernels():
+  mlp = layers.MlpBlock(intermediate_dim=3, activations=("gelu", "linear"))
+  x = jax.random.normal(jax.random.PRNGKey(1), (1, 2, 4))
+  variables = mlp.init(jax.random.PRNGKey(2), x, deterministic=True)
+  p = jax.tree_util.tree_map(np.asarray, variables["params"])
+  p = {k: {"kernel": np.asarray(v["kernel"].value if hasattr(v["kernel"], "value")
+                                else v["kernel"])} for k, v in p.items()}
+  assert sorted(p) == ["wi_0", "wi_1", "wo"]
+  got = mlp.apply({"params": p}, x, deterministic=True)
+  h0 = np.asarray(x) @ p["wi_0"]["kernel"]
+  gelu = 0.5 * h0 * (1 + np.tanh(np.sqrt(2 / np.pi) * (h0 + 0.044715 * h0 ** 3)))
+  want = (gelu * (np.asarray(x) @ p["wi_1"]["kernel"])) @ p["wo"]["kernel"]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  single = layers.MlpBlock(intermediate_dim=3, activations=("relu",))
+  assert "wi" in single.init(jax.random.PRNGKey(0), x, deterministic=True)["params"]
+  with pytest.raises(ValueError, match="expected one of"):
+    layers.MlpBlock(3, ("swish_typo",)).init(jax.random.PRNGKey(0), x, deterministic=True)

@@ -1,0 +1,170 @@
+"""The encoder-decoder: T5X names, prompt seam, padding invariance, dtypes."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prompt_tuning.models import T5Config, Transformer, get_config, init_params, param_axes
+from prompt_tuning.prompts import prompt as prompt_lib
+
+TINY = get_config("tiny", dropout_rate=0.0)
+
+
+def _flat(tree, prefix=""):
+  out = {}
+  for k, v in tree.items():
+    path = f"{prefix}/{k}" if prefix else k
+    out.update(_flat(v, path) if isinstance(v, dict) else {path: v})
+  return out
+
+
+def test_param_names_and_shapes_are_t5x():
+  flat = _flat(init_params(TINY, jax.random.PRNGKey(0)))
+  d, nk, f, v, n, r = 16, 16, 32, 64, 2, 32
+  want = {"token_embedder/embedding": (v, d),
+          "encoder/relpos_bias/rel_embedding": (n, r),
+          "encoder/encoder_norm/scale": (d,),
+          "decoder/relpos_bias/rel_embedding": (n, r),
+          "decoder/decoder_norm/scale": (d,),
+          "decoder/logits_dense/kernel": (d, v)}
+  for i in range(2):
+    e, dec = f"encoder/layers_{i}", f"decoder/layers_{i}"
+    want[f"{e}/pre_attention_layer_norm/scale"] = (d,)
+    want[f"{e}/pre_mlp_layer_norm/scale"] = (d,)
+    for a in ("query", "key", "value"):
+      want[f"{e}/attention/{a}/kernel"] = (d, nk)
+      want[f"{dec}/self_attention/{a}/kernel"] = (d, nk)
+      want[f"{dec}/encoder_decoder_attention/{a}/kernel"] = (d, nk)
+    want[f"{e}/attention/out/kernel"] = (nk, d)
+    want[f"{dec}/self_attention/out/kernel"] = (nk, d)
+    want[f"{dec}/encoder_decoder_attention/out/kernel"] = (nk, d)
+    for stack in (e, dec):
+      want[f"{stack}/mlp/wi_0/kernel"] = (d, f)
+      want[f"{stack}/mlp/wi_1/kernel"] = (d, f)
+      want[f"{stack}/mlp/wo/kernel"] = (f, d)
+    for ln in ("pre_self_attention_layer_norm", "pre_cross_attention_layer_norm",
+               "pre_mlp_layer_norm"):
+      want[f"{dec}/{ln}/scale"] = (d,)
+  assert {k: tuple(a.shape) for k, a in flat.items()} == want
+  assert all(a.dtype == jnp.float32 for a in flat.values())
+
+
+def test_every_param_has_logical_axes():
+  axes = _flat(param_axes(TINY.replace(prompt_length=3)),)
+  assert axes["encoder/prompt/prompt"] == jax.sharding.PartitionSpec("prompt", "prompt_embed")
+  assert axes["token_embedder/embedding"] == jax.sharding.PartitionSpec("vocab", "embed")
+  assert axes["decoder/logits_dense/kernel"] == jax.sharding.PartitionSpec("embed", "vocab")
+  assert all(len(spec) > 0 for spec in axes.values())
+
+
+def test_tied_config_has_no_logits_dense():
+  flat = _flat(init_params(TINY.replace(logits_via_embedding=True,
+                                        mlp_activations=("relu",)), jax.random.PRNGKey(0)))
+  assert "decoder/logits_dense/kernel" not in flat
+  assert "encoder/layers_0/mlp/wi/kernel" in flat
+
+
+def _batch():
+  enc = jnp.array([[5, 6, 7, 1, 0, 0], [8, 9, 1, 0, 0, 0]], jnp.int32)
+  tgt = jnp.array([[3, 4, 1], [10, 1, 0]], jnp.int32)
+  dec_in = jnp.concatenate([jnp.zeros((2, 1), jnp.int32), tgt[:, :-1]], axis=1)
+  return enc, dec_in, tgt
+
+
+def test_extra_encoder_padding_does_not_change_logits():
+  params = init_params(TINY, jax.random.PRNGKey(1))
+  model = Transformer(TINY)
+  enc, dec_in, tgt = _batch()
+  apply = jax.jit(model.apply)
+  short = apply({"params": params}, enc[:, :4], dec_in, tgt)
+  long = apply({"params": params}, enc, dec_in, tgt)
+  real = np.asarray(tgt) > 0  # padded target rows attend to nothing real
+  np.testing.assert_allclose(np.asarray(short)[real], np.asarray(long)[real], atol=1e-5)
+
+
+def test_prefix_prompt_equals_manual_concatenation_with_ones_mask():
+  cfg = TINY.replace(prompt_length=3)
+  params = init_params(cfg, jax.random.PRNGKey(2))
+  prompt = params["encoder"]["prompt"]["prompt"]
+  model = Transformer(cfg)
+  enc, dec_in, tgt = _batch()
+  with_prompt = jax.jit(model.apply)({"params": params}, enc, dec_in, tgt)
+
+  plain = {k: v for k, v in params.items()}
+  plain["encoder"] = {k: v for k, v in params["encoder"].items() if k != "prompt"}
+  bare = Transformer(TINY)
+
+  def manual(p):
+    emb = bare.apply({"params": p}, enc, method=Transformer.embed)
+    emb = jnp.concatenate([jnp.broadcast_to(prompt, (2,) + prompt.shape), emb], 1)
+    mask = jnp.concatenate([jnp.ones((2, 3), jnp.int32), (enc > 0).astype(jnp.int32)], 1)
+    encoded, m = bare.apply({"params": p}, emb, mask, method=Transformer.encode_embedded)
+    return bare.apply({"params": p}, encoded, m, dec_in, tgt, method=Transformer.decode)
+  np.testing.assert_allclose(with_prompt, jax.jit(manual)(plain), atol=1e-5)
+  # and the prompt matters:
+  without = jax.jit(bare.apply)({"params": plain}, enc, dec_in, tgt)
+  assert np.abs(np.asarray(with_prompt - without)).max() > 1e-3
+
+
+def test_combine_functions_against_hand_written_layouts():
+  p = jnp.array([[100.0], [200.0]])                       # [P=2, D=1]
+  emb = jnp.array([[[1.0], [2.0], [3.0]], [[4.0], [0.0], [0.0]]])  # [B=2, L=3, D=1]
+  mask = jnp.array([[1, 1, 1], [1, 0, 0]])
+  x, m = prompt_lib.combine_prefix(p, emb, mask)
+  np.testing.assert_array_equal(x[..., 0], [[100, 200, 1, 2, 3], [100, 200, 4, 0, 0]])
+  np.testing.assert_array_equal(m, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+  x, m = prompt_lib.combine_after_bos(p, emb, mask)
+  np.testing.assert_array_equal(x[..., 0], [[1, 100, 200, 2, 3], [4, 100, 200, 0, 0]])
+  np.testing.assert_array_equal(m, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+  x, m = jax.jit(prompt_lib.combine_suffix)(p, emb, mask)
+  np.testing.assert_array_equal(x[..., 0], [[1, 2, 3, 100, 200], [4, 100, 200, 0, 0]])
+  np.testing.assert_array_equal(m, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+
+
+def test_uniform_symmetric_range_is_minus_to_plus_half():
+  x = prompt_lib.uniform_symmetric(0.5)(jax.random.PRNGKey(0), (200, 50))
+  assert -0.5 <= float(x.min()) < -0.49 and 0.49 < float(x.max()) <= 0.5
+
+
+@pytest.mark.parametrize("combine", ["after_bos", "suffix"])
+def test_prompt_variants_run_and_extend_the_encoder(combine):
+  cfg = TINY.replace(prompt_length=4, prompt_combine=combine)
+  params = init_params(cfg, jax.random.PRNGKey(3))
+  enc, _, _ = _batch()
+  encoded, mask = jax.jit(lambda p: Transformer(cfg).apply(
+      {"params": p}, enc, method=Transformer.encode))(params)
+  assert encoded.shape == (2, 6 + 4, 16)
+  np.testing.assert_array_equal(mask.sum(1), (enc > 0).sum(1) + 4)
+
+
+def test_bfloat16_activations_stay_close_and_logits_are_float32():
+  params = init_params(TINY, jax.random.PRNGKey(4))
+  enc, dec_in, tgt = _batch()
+  f32 = Transformer(TINY).apply({"params": params}, enc, dec_in, tgt)
+  b16 = jax.jit(Transformer(TINY.replace(dtype="bfloat16")).apply)(
+      {"params": params}, enc, dec_in, tgt)
+  assert b16.dtype == jnp.float32
+  assert np.abs(np.asarray(b16 - f32)).max() < 0.1 * np.abs(np.asarray(f32)).max()
+
+
+def test_dropout_is_active_only_when_enabled():
+  cfg = TINY.replace(dropout_rate=0.5)
+  params = init_params(cfg, jax.random.PRNGKey(5))
+  enc, dec_in, tgt = _batch()
+  model = Transformer(cfg)
+  a = model.apply({"params": params}, enc, dec_in, tgt)
+  b = model.apply({"params": params}, enc, dec_in, tgt)
+  np.testing.assert_array_equal(a, b)
+  c = model.apply({"params": params}, enc, dec_in, tgt, enable_dropout=True,
+                  rngs={"dropout": jax.random.PRNGKey(0)})
+  assert np.abs(np.asarray(a - c)).max() > 1e-3
+
+
+def test_config_validation_names_the_field():
+  with pytest.raises(ValueError, match="prompt combination 'middle'"):
+    T5Config(prompt_combine="middle")
+  with pytest.raises(ValueError, match="T5Config.emb_dim=0"):
+    T5Config(emb_dim=0)
+  with pytest.raises(ValueError, match="unknown T5 size 'huge'"):
+    get_config("huge")
+  assert get_config("xxl").emb_dim == 4096 and get_config("base").mlp_dim == 2048
