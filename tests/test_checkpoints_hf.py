@@ -1,0 +1,277 @@
+"""Hugging Face T5 <-> our params, checked against `transformers.T5ForConditionalGeneration`.
+
+Two tiny architectures: T5 1.1 (gated GELU, untied lm_head) and T5 1.0-style
+(ReLU, output tied to the embedding and rescaled). Weights go HF -> ours and
+ours -> HF; logits must agree within 1e-4 on a padded batch (float32, CPU).
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from prompt_tuning import checkpoints  # pylint: disable=wrong-import-position
+from prompt_tuning.checkpoints import hf, shapes  # pylint: disable=wrong-import-position
+from prompt_tuning.models import T5Config  # pylint: disable=wrong-import-position
+
+import t5x_fixtures as fx  # pylint: disable=wrong-import-position
+
+TOL = 1e-4
+ARCHS = {
+    # name: (HF feed_forward_proj, tie_word_embeddings)
+    "t5_1_1": ("gated-gelu", False),
+    "t5_1_0": ("relu", True),
+}
+
+
+def _hf_config(arch: str):
+  proj, tie = ARCHS[arch]
+  # 3 decoder layers vs 2 encoder layers, so a swapped count cannot pass.
+  return transformers.T5Config(
+      vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_decoder_layers=3,
+      num_heads=2, relative_attention_num_buckets=16, relative_attention_max_distance=32,
+      feed_forward_proj=proj, tie_word_embeddings=tie, dropout_rate=0.0,
+      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+
+
+def _random_hf_model(arch: str, seed: int = 0):
+  """An HF T5 with every weight random (norm scales too), in eval mode."""
+  torch.manual_seed(seed)
+  model = transformers.T5ForConditionalGeneration(_hf_config(arch))
+  if not ARCHS[arch][1]:
+    # transformers 5 ties lm_head to shared at construction; T5 1.1 is untied.
+    model.lm_head.weight = torch.nn.Parameter(torch.empty(64, 16))
+  with torch.no_grad():
+    for name, weight in model.named_parameters():
+      if "layer_norm" in name:
+        weight.uniform_(0.5, 1.5)
+      else:
+        # Std 0.25 keeps logits O(1), so 1e-4 is a tight bound, not rounding luck.
+        weight.normal_(0.0, 0.25)
+  assert (model.lm_head.weight is model.shared.weight) == ARCHS[arch][1]
+  return model.eval()
+
+
+def _hf_logits(model, encoder, decoder) -> np.ndarray:
+  with torch.no_grad():
+    out = model(input_ids=torch.tensor(encoder, dtype=torch.long),
+                attention_mask=torch.tensor(encoder > 0, dtype=torch.long),
+                decoder_input_ids=torch.tensor(decoder, dtype=torch.long))
+  return out.logits.numpy()
+
+
+def _max_diff_on_real_targets(config, params, hf_model) -> float:
+  encoder, decoder, targets = fx.padded_batch()
+  ours = fx.logits(config, params, encoder, decoder, targets)
+  theirs = _hf_logits(hf_model, encoder, decoder)
+  assert ours.shape == theirs.shape == (2, 4, 64)
+  real = targets > 0  # padded decoder positions are not compared
+  return float(np.abs(ours - theirs)[real].max())
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHS))
+def hf_checkpoint(request, tmp_path_factory):
+  arch = request.param
+  model = _random_hf_model(arch)
+  directory = str(tmp_path_factory.mktemp(arch))
+  model.save_pretrained(directory)
+  return arch, model, directory
+
+
+def test_hf_to_ours_logits_match(hf_checkpoint):
+  arch, model, directory = hf_checkpoint
+  config, params = checkpoints.load(directory)
+  proj, tie = ARCHS[arch]
+  assert (config.num_encoder_layers, config.num_decoder_layers) == (2, 3)
+  assert config.logits_via_embedding == tie
+  assert config.mlp_activations == {"gated-gelu": ("gelu", "linear"), "relu": ("relu",)}[proj]
+  assert (config.relative_attention_num_buckets,
+          config.relative_attention_max_distance) == (16, 32)
+  assert _max_diff_on_real_targets(config, params, model) < TOL
+
+
+def test_hf_weights_are_copied_not_approximated(hf_checkpoint):
+  arch, model, directory = hf_checkpoint
+  _, params = checkpoints.load(directory)
+  flat = shapes.flatten(params)
+  sd = {k: v.numpy() for k, v in model.state_dict().items()}
+  np.testing.assert_array_equal(flat["encoder/layers_1/attention/query/kernel"],
+                                sd["encoder.block.1.layer.0.SelfAttention.q.weight"].T)
+  np.testing.assert_array_equal(
+      flat["decoder/relpos_bias/rel_embedding"],
+      sd["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].T)
+  np.testing.assert_array_equal(flat["decoder/layers_2/pre_cross_attention_layer_norm/scale"],
+                                sd["decoder.block.2.layer.1.layer_norm.weight"])
+  if not ARCHS[arch][1]:
+    np.testing.assert_array_equal(flat["decoder/logits_dense/kernel"],
+                                  sd["lm_head.weight"].T)
+  else:
+    assert "decoder/logits_dense/kernel" not in flat
+
+
+def _our_config(arch: str) -> T5Config:
+  proj, tie = ARCHS[arch]
+  return T5Config(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32,
+                  num_encoder_layers=2, num_decoder_layers=3, dropout_rate=0.0,
+                  relative_attention_num_buckets=16, relative_attention_max_distance=32,
+                  mlp_activations={"gated-gelu": ("gelu", "linear"), "relu": ("relu",)}[proj],
+                  logits_via_embedding=tie)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_ours_to_hf_logits_match_and_round_trip(arch, tmp_path):
+  config = _our_config(arch)
+  params = fx.random_params(config, seed=3)
+  checkpoints.save_hf(config, params, str(tmp_path))
+  model = transformers.T5ForConditionalGeneration.from_pretrained(str(tmp_path)).eval()
+  assert (model.lm_head.weight is model.shared.weight) == config.logits_via_embedding
+  assert model.config.scale_decoder_outputs == config.logits_via_embedding
+  assert _max_diff_on_real_targets(config, params, model) < TOL
+
+  config_back, params_back = checkpoints.load(str(tmp_path))
+  assert config_back == config
+  before, after = shapes.flatten(params), shapes.flatten(params_back)
+  assert sorted(before) == sorted(after)
+  for path in before:
+    np.testing.assert_array_equal(before[path], after[path], err_msg=path)
+
+
+def test_save_hf_writes_what_save_pretrained_writes(hf_checkpoint, tmp_path):
+  arch, model, directory = hf_checkpoint
+  config, params = checkpoints.load(directory)
+  checkpoints.save_hf(config, params, str(tmp_path))
+  ours = hf.read_state(str(tmp_path))
+  theirs = hf.read_state(directory)
+  assert sorted(ours) == sorted(theirs)
+  for name in theirs:
+    np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+  with open(tmp_path / "config.json", encoding="utf-8") as f:
+    written = json.load(f)
+  assert written["tie_word_embeddings"] == ARCHS[arch][1]
+  assert written["feed_forward_proj"] == ARCHS[arch][0]
+
+
+def test_bfloat16_restore(hf_checkpoint):
+  _, _, directory = hf_checkpoint
+  _, full = checkpoints.load(directory)
+  _, half = checkpoints.load(directory, dtype="bfloat16")
+  full, half = shapes.flatten(full), shapes.flatten(half)
+  assert {str(v.dtype) for v in half.values()} == {"bfloat16"}
+  for path in full:
+    np.testing.assert_array_equal(half[path], full[path].astype(half[path].dtype))
+
+
+def test_pytorch_bin_and_sharded_safetensors_load_the_same(hf_checkpoint, tmp_path):
+  arch, model, directory = hf_checkpoint
+  _, reference = checkpoints.load(directory)
+  bin_dir, sharded_dir = tmp_path / "bin", tmp_path / "sharded"
+  bin_dir.mkdir()
+  torch.save(model.state_dict(), bin_dir / "pytorch_model.bin")  # old files keep tied copies
+  shutil.copy(os.path.join(directory, "config.json"), bin_dir / "config.json")
+  model.save_pretrained(str(sharded_dir), max_shard_size="20KB")
+  assert (sharded_dir / "model.safetensors.index.json").exists(), arch
+  for other in (bin_dir, sharded_dir):
+    _, params = checkpoints.load(str(other))
+    a, b = shapes.flatten(reference), shapes.flatten(params)
+    assert sorted(a) == sorted(b)
+    for path in a:
+      np.testing.assert_array_equal(a[path], b[path], err_msg=f"{other}: {path}")
+
+
+# ------------------------------------------------------------------- bad input
+
+
+def _copy_with_state(directory, tmp_path, edit):
+  state = hf.read_state(directory)
+  edit(state)
+  from safetensors.numpy import save_file
+  save_file(state, str(tmp_path / "model.safetensors"))
+  shutil.copy(os.path.join(directory, "config.json"), tmp_path / "config.json")
+  return str(tmp_path)
+
+
+def test_missing_hf_weight_is_named(hf_checkpoint, tmp_path):
+  _, _, directory = hf_checkpoint
+  name = "decoder.block.2.layer.2.DenseReluDense.wo.weight"
+  bad = _copy_with_state(directory, tmp_path, lambda s: s.pop(name))
+  with pytest.raises(ValueError, match=r"missing \(1\): " + name.replace(".", r"\.")):
+    checkpoints.load(bad)
+
+
+def test_wrong_hf_shape_names_param_expected_and_found(hf_checkpoint, tmp_path):
+  _, _, directory = hf_checkpoint
+  name = "encoder.block.0.layer.0.SelfAttention.k.weight"
+  bad = _copy_with_state(directory, tmp_path,
+                         lambda s: s.__setitem__(name, np.zeros((8, 16), np.float32)))
+  with pytest.raises(ValueError) as info:
+    checkpoints.load(bad)
+  message = str(info.value)
+  assert bad in message
+  assert (f"encoder/layers_0/attention/key/kernel ({name}): expected (16, 16), "
+          "found (16, 8)") in message
+
+
+def test_unexpected_hf_weight_is_named(hf_checkpoint, tmp_path):
+  _, _, directory = hf_checkpoint
+  bad = _copy_with_state(directory, tmp_path,
+                         lambda s: s.__setitem__("encoder.block.2.extra.weight",
+                                                 np.zeros((3,), np.float32)))
+  with pytest.raises(ValueError, match=r"unexpected \(1\): encoder\.block\.2\.extra\.weight"):
+    checkpoints.load(bad)
+
+
+def test_vocab_mismatch_with_given_config(hf_checkpoint):
+  arch, _, directory = hf_checkpoint
+  config = _our_config(arch).replace(vocab_size=32)
+  with pytest.raises(ValueError, match=r"vocab size mismatch.*vocab_size=64.*"
+                                       r"expects vocab_size=32"):
+    checkpoints.load(directory, config=config)
+
+
+def test_given_config_must_fit(hf_checkpoint):
+  arch, _, directory = hf_checkpoint
+  wrong = _our_config(arch).replace(mlp_dim=24)
+  # Every wi* and wo kernel of the 5 layers, listed in one error.
+  count = 5 * (len(wrong.mlp_activations) + 1)
+  with pytest.raises(ValueError, match=rf"wrong shape \({count}\):\n.*"
+                                       r"expected \(16, 24\), found \(16, 32\)"):
+    checkpoints.load(directory, config=wrong)
+
+
+def test_untied_lm_head_with_tied_config_is_refused(tmp_path):
+  model = _random_hf_model("t5_1_1")
+  model.save_pretrained(str(tmp_path))
+  config_file = tmp_path / "config.json"
+  data = json.loads(config_file.read_text())
+  data.pop("scale_decoder_outputs", None)
+  data["tie_word_embeddings"] = True
+  config_file.write_text(json.dumps(data))
+  with pytest.raises(ValueError, match="lm_head.weight differs from shared.weight"):
+    checkpoints.load(str(tmp_path))
+
+
+def test_config_mappings_reject_what_we_cannot_represent():
+  with pytest.raises(ValueError, match="feed_forward_proj='gelu'.*expected one of"):
+    hf.config_from_hf({"feed_forward_proj": "gelu"})
+  with pytest.raises(ValueError, match="layer_norm_epsilon=1e-05; expected 1e-06"):
+    hf.config_from_hf({"layer_norm_epsilon": 1e-5})
+  with pytest.raises(ValueError, match=r"mlp_activations=\('linear', 'gelu'\)"):
+    hf.config_to_hf(T5Config(mlp_activations=("linear", "gelu")))
+
+
+def test_save_hf_refuses_to_overwrite_and_to_drop_a_prompt_silently(tmp_path):
+  config = _our_config("t5_1_1")
+  params = fx.random_params(config)
+  checkpoints.save_hf(config, params, str(tmp_path))
+  with pytest.raises(FileExistsError, match="overwrite=True"):
+    checkpoints.save_hf(config, params, str(tmp_path))
+  checkpoints.save_hf(config, params, str(tmp_path), overwrite=True)
+  prompted = dict(params, encoder=dict(params["encoder"],
+                                       prompt={"prompt": np.zeros((3, 16), np.float32)}))
+  with pytest.raises(ValueError, match="drop_prompt=True"):
+    checkpoints.save_hf(config.replace(prompt_length=3), prompted, str(tmp_path),
+                        overwrite=True)
