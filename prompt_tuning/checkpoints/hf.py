@@ -292,7 +292,6 @@ def load_hf(directory: str, config: Optional[T5Config] = None,
     # to equal the embedding.
     state["lm_head.weight"] = state["shared.weight"]
   params, names = params_from_hf(config or base, state, directory)
-  params = shapes.rename_reference_prompt(params)
   config = shapes.resolve_config(params, directory, config or base, source_names=names)
   return config, shapes.cast(params, dtype)
 

@@ -62,20 +62,25 @@ def cast(params: Params, dtype: str) -> Params:
   return jax.tree_util.tree_map(lambda x: np.asarray(x).astype(np_dtype, copy=False), params)
 
 
-def rename_reference_prompt(params: Params) -> Params:
+def rename_reference_prompt(flat: Mapping[str, Any]) -> dict:
   """Moves a prompt stored at google-research/prompt-tuning's path to ours.
 
   The reference (flaxformer) keeps the prompt at `encoder/prompt/prompt/prompt`;
   we keep it at `PROMPT_PATH`. This is the one place that mapping happens.
+
+  Args:
+    flat: {"/"-path: leaf}.
+
+  Returns:
+    A new flat dict with the prompt, if any, at `PROMPT_PATH`.
   """
-  flat = flatten(params)
+  flat = dict(flat)
   if REFERENCE_PROMPT_PATH in flat:
     if PROMPT_PATH in flat:
       raise ValueError(f"params hold a prompt at both {PROMPT_PATH} and "
                        f"{REFERENCE_PROMPT_PATH}; expected at most one.")
     flat[PROMPT_PATH] = flat.pop(REFERENCE_PROMPT_PATH)
-    return unflatten(flat)
-  return params
+  return flat
 
 
 def expected_shapes(config: T5Config) -> dict:
@@ -173,7 +178,7 @@ def derive_config(params: Params, path: str = "params",
 
 
 def _fmt(shape) -> str:
-  return "(" + ", ".join(str(d) for d in shape) + ")"
+  return str(tuple(int(d) for d in shape))
 
 
 def validate_params(config: T5Config, params: Params, path: str = "params",

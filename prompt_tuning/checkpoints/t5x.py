@@ -173,9 +173,7 @@ def load_legacy(file: str, config: Optional[T5Config] = None,
     if isinstance(e, (FileNotFoundError, PermissionError)):
       raise
     raise ValueError(f"{file}: cannot decode as a msgpack T5X checkpoint: {e}") from e
-  flat = _flatten_target(_target(contents, file))
-  tree = shapes.rename_reference_prompt(shapes.unflatten(flat))
-  flat = _flatten_target(tree)
+  flat = shapes.rename_reference_prompt(_flatten_target(_target(contents, file)))
   abstract = shapes.unflatten({k: _abstract_leaf(v, k, file) for k, v in flat.items()})
   config = shapes.resolve_config(abstract, file, config)
   ckpt_dir = os.fspath(epath.Path(file).parent)
@@ -217,7 +215,7 @@ def load_orbax(directory: str, config: Optional[T5Config] = None,
   tree = dict(ocp.PyTreeCheckpointHandler().metadata(path).tree)
   key = _params_key(tree, directory)
   metadata = tree[key] if key else tree
-  renamed = shapes.rename_reference_prompt(metadata)
+  renamed = shapes.unflatten(shapes.rename_reference_prompt(shapes.flatten(metadata)))
   config = shapes.resolve_config(renamed, directory, config)
 
   item = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, np_dtype), metadata)
@@ -229,5 +227,5 @@ def load_orbax(directory: str, config: Optional[T5Config] = None,
     restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
         item=item, restore_args=restore_args, partial_restore=True))
   params = restored[key] if key else restored
-  params = shapes.rename_reference_prompt(params)
+  params = shapes.unflatten(shapes.rename_reference_prompt(shapes.flatten(params)))
   return config, shapes.cast(params, dtype)

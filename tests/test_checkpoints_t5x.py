@@ -1,0 +1,268 @@
+"""T5X checkpoints (legacy msgpack + tensorstore, and Orbax) read back exactly.
+
+The checkpoints are written by `t5x_fixtures` in T5X's own on-disk layout,
+optimizer state included, then read with `checkpoints.load`.
+"""
+import os
+import shutil
+
+import numpy as np
+import pytest
+from flax import serialization
+
+from prompt_tuning import checkpoints
+from prompt_tuning.checkpoints import shapes, t5x
+from prompt_tuning.models import get_config
+from prompt_tuning.prompts.prompt import PROMPT_PATH, REFERENCE_PROMPT_PATH
+
+import t5x_fixtures as fx
+
+# 3 decoder vs 2 encoder layers, so the derived counts cannot be swapped.
+CONFIG = get_config("tiny", dropout_rate=0.0, num_decoder_layers=3)
+TIED = CONFIG.replace(mlp_activations=("relu",), logits_via_embedding=True)
+
+
+def _assert_same_params(expected, found):
+  expected, found = shapes.flatten(expected), shapes.flatten(found)
+  assert sorted(found) == sorted(expected)
+  for path in expected:
+    assert found[path].dtype == np.float32, path
+    np.testing.assert_array_equal(found[path], expected[path], err_msg=path)
+
+
+def _leaf_kinds(step_dir):
+  """Counts target / optimizer-state leaves stored inline vs as tensorstore specs."""
+  with open(os.path.join(step_dir, "checkpoint"), "rb") as f:
+    contents = serialization.msgpack_restore(f.read())
+  assert contents["version"] == fx.T5X_VERSION
+  counts = {}
+  for part in ("target", "state"):
+    flat = t5x._flatten_target(contents["optimizer"][part])  # pylint: disable=protected-access
+    specs = sum(t5x._is_ts_spec(v) for v in flat.values())  # pylint: disable=protected-access
+    counts[part] = (len(flat) - specs, specs)
+  return counts
+
+
+@pytest.fixture(scope="module", params=["t5_1_1", "t5_1_0"])
+def legacy(request, tmp_path_factory):
+  config = CONFIG if request.param == "t5_1_1" else TIED
+  params = fx.random_params(config, seed=1)
+  model_dir = str(tmp_path_factory.mktemp(f"legacy_{request.param}"))
+  step_dir = fx.write_legacy_checkpoint(model_dir, 1000, params)
+  return config, params, model_dir, step_dir
+
+
+def test_fixture_writes_t5x_layout(legacy):
+  _, _, _, step_dir = legacy
+  assert os.path.isdir(os.path.join(step_dir, "target.encoder.layers_0.attention.query.kernel"))
+  assert os.path.isdir(os.path.join(
+      step_dir, "state.param_states.token_embedder.embedding.v_row"))
+  (target_inline, target_ts), (state_inline, state_ts) = _leaf_kinds(step_dir).values()
+  assert target_inline > 0 and target_ts > 0  # a real mix in the params ...
+  assert state_inline > 0 and state_ts > 0    # ... and in the optimizer state
+
+
+def test_legacy_loads_exactly_with_derived_config(legacy):
+  config, params, model_dir, step_dir = legacy
+  for path in (model_dir, step_dir, os.path.join(step_dir, "checkpoint")):
+    loaded_config, loaded = checkpoints.load(path)
+    assert loaded_config == config.replace(dropout_rate=0.1)  # dropout: T5Config default
+    _assert_same_params(params, loaded)
+
+
+def test_legacy_logits_equal_those_of_the_written_params(legacy):
+  config, params, model_dir, _ = legacy
+  _, loaded = checkpoints.load(model_dir, config=config)
+  batch = fx.padded_batch()
+  want = fx.logits(config, params, *batch)
+  got = fx.logits(config, loaded, *batch)
+  assert np.abs(want).max() > 0.1  # not a degenerate all-zero model
+  np.testing.assert_array_equal(got, want)
+
+
+def test_legacy_bfloat16_restore(legacy):
+  config, params, model_dir, _ = legacy
+  _, half = checkpoints.load(model_dir, dtype="bfloat16")
+  flat = shapes.flatten(half)
+  assert {str(v.dtype) for v in flat.values()} == {"bfloat16"}
+  for path, value in shapes.flatten(params).items():
+    np.testing.assert_array_equal(flat[path], value.astype(flat[path].dtype), err_msg=path)
+  batch = fx.padded_batch()
+  want = fx.logits(config, params, *batch)
+  got = fx.logits(config.replace(dtype="bfloat16"), half, *batch)
+  # bfloat16 keeps 8 mantissa bits: ~1e-2 relative per op; two layers deep.
+  assert np.abs(got - want).max() < 0.1 * max(1.0, np.abs(want).max())
+  assert np.abs(got - want).max() > 0  # it really computed in bfloat16
+
+
+def test_bfloat16_saved_checkpoint_restores_as_float32(tmp_path):
+  params = fx.random_params(CONFIG, seed=2)
+  fx.write_legacy_checkpoint(str(tmp_path), 7, params, save_dtype="bfloat16")
+  _, loaded = checkpoints.load(str(tmp_path))
+  for path, value in shapes.flatten(params).items():
+    got = shapes.flatten(loaded)[path]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, value.astype("bfloat16").astype(np.float32), err_msg=path)
+
+
+def test_model_dir_resolves_to_the_latest_step(tmp_path):
+  old, new = fx.random_params(CONFIG, seed=3), fx.random_params(CONFIG, seed=4)
+  fx.write_legacy_checkpoint(str(tmp_path), 900, old)
+  fx.write_legacy_checkpoint(str(tmp_path), 10000, new)  # 10000 > 900 numerically
+  os.makedirs(tmp_path / "checkpoint_20000.tmp-123")   # an unfinished save is ignored
+  fmt, where = checkpoints.detect_format(str(tmp_path))
+  assert (fmt, where) == (checkpoints.T5X_LEGACY,
+                          os.path.join(str(tmp_path), "checkpoint_10000", "checkpoint"))
+  _assert_same_params(new, checkpoints.load(str(tmp_path))[1])
+
+
+def test_optimizer_state_is_not_read(tmp_path):
+  params = fx.random_params(CONFIG, seed=5)
+  step_dir = fx.write_legacy_checkpoint(str(tmp_path), 1, params)
+  for name in os.listdir(step_dir):
+    if name.startswith("state."):
+      shutil.rmtree(os.path.join(step_dir, name))
+  _assert_same_params(params, checkpoints.load(step_dir)[1])
+
+
+def test_reference_prompt_path_is_mapped(tmp_path):
+  params = shapes.flatten(fx.random_params(CONFIG, seed=6))
+  prompt = np.random.default_rng(0).uniform(-0.5, 0.5, (5, 16)).astype(np.float32)
+  params[REFERENCE_PROMPT_PATH] = prompt
+  fx.write_legacy_checkpoint(str(tmp_path), 1, shapes.unflatten(params))
+  config, loaded = checkpoints.load(str(tmp_path))
+  assert config.prompt_length == 5
+  flat = shapes.flatten(loaded)
+  assert REFERENCE_PROMPT_PATH not in flat
+  np.testing.assert_array_equal(flat[PROMPT_PATH], prompt)
+
+
+def test_orbax_t5x_checkpoint(tmp_path):
+  params = fx.random_params(CONFIG, seed=7)
+  step_dir = fx.write_orbax_checkpoint(str(tmp_path), 300, params)
+  assert os.path.exists(os.path.join(step_dir, "state", "_METADATA"))
+  for path in (str(tmp_path), step_dir, os.path.join(step_dir, "state")):
+    fmt, where = checkpoints.detect_format(path)
+    assert (fmt, where) == (checkpoints.ORBAX, os.path.join(step_dir, "state"))
+  config, loaded = checkpoints.load(str(tmp_path))
+  assert config == CONFIG.replace(dropout_rate=0.1)
+  _assert_same_params(params, loaded)
+  _, half = checkpoints.load(str(tmp_path), dtype="bfloat16")
+  for path, value in shapes.flatten(params).items():
+    got = shapes.flatten(half)[path]
+    assert str(got.dtype) == "bfloat16"
+    np.testing.assert_array_equal(got, value.astype(got.dtype), err_msg=path)
+
+
+def test_spec_paths_follow_the_checkpoint_to_gcs_and_back():
+  spec = {"driver": "zarr", "dtype": "float32",
+          "kvstore": {"driver": "file", "path": "target.encoder.encoder_norm.scale"},
+          "metadata": {"shape": [16], "chunks": [16], "compressor": {"id": "gzip"}}}
+  gcs = t5x.absolute_spec(spec, "gs://bucket/models/t5/checkpoint_5")
+  assert gcs["kvstore"] == {"driver": "gcs", "bucket": "bucket",
+                            "path": "models/t5/checkpoint_5/target.encoder.encoder_norm.scale"}
+  assert gcs["metadata"] == {"shape": [16]}
+  written_on_gcs = dict(spec, kvstore={"driver": "gcs", "bucket": "t5x-dummy-bucket",
+                                       "path": "target.x"})
+  local = t5x.absolute_spec(written_on_gcs, "/ckpt/checkpoint_5")
+  assert local["kvstore"] == {"driver": "file", "path": "/ckpt/checkpoint_5/target.x"}
+  old = {"driver": "zarr", "path": "target.y", "kvstore": {"driver": "file"},
+         "metadata": {"shape": [2]}}  # tensorstore < 0.1.14 layout
+  assert t5x.absolute_spec(old, "/c")["kvstore"] == {"driver": "file", "path": "/c/target.y"}
+  assert spec["kvstore"]["path"] == "target.encoder.encoder_norm.scale"  # input untouched
+
+
+# ------------------------------------------------------------------- bad input
+
+
+def test_missing_path(tmp_path):
+  missing = str(tmp_path / "no_such_checkpoint")
+  with pytest.raises(FileNotFoundError, match=f"{missing}: no such file or directory"):
+    checkpoints.load(missing)
+
+
+def test_directory_without_a_checkpoint(tmp_path):
+  (tmp_path / "notes.txt").write_text("hello")
+  with pytest.raises(ValueError, match=r"no recognised checkpoint; expected .*"
+                                       r"found \[notes\.txt\]"):
+    checkpoints.load(str(tmp_path))
+
+
+def test_garbage_checkpoint_file(tmp_path):
+  (tmp_path / "checkpoint").write_bytes(b"\xc1 not msgpack")
+  with pytest.raises(ValueError, match="cannot decode as a msgpack T5X checkpoint"):
+    checkpoints.load(str(tmp_path))
+
+
+def test_msgpack_without_target(tmp_path):
+  (tmp_path / "checkpoint").write_bytes(serialization.msgpack_serialize(
+      {"version": 3, "optimizer": {"state": {"step": np.int32(1)}}}))
+  with pytest.raises(ValueError, match=r"no 'target' \(params\).*found \['state'\]"):
+    checkpoints.load(str(tmp_path))
+
+
+def _write_edited(tmp_path, edit, config=CONFIG):
+  flat = shapes.flatten(fx.random_params(config, seed=8))
+  edit(flat)
+  fx.write_legacy_checkpoint(str(tmp_path), 1, shapes.unflatten(flat))
+  return str(tmp_path)
+
+
+def test_missing_param_named_with_expected_shape(tmp_path):
+  name = "decoder/layers_2/encoder_decoder_attention/value/kernel"
+  path = _write_edited(tmp_path, lambda flat: flat.pop(name))
+  with pytest.raises(ValueError) as info:
+    checkpoints.load(path)
+  message = str(info.value)
+  assert message.startswith(os.path.join(path, "checkpoint_1", "checkpoint"))
+  assert f"missing (1):\n    {name}: expected (16, 16)" in message
+
+
+def test_wrong_shapes_and_unexpected_params_all_listed(tmp_path):
+  def edit(flat):
+    flat["encoder/layers_1/mlp/wo/kernel"] = np.zeros((30, 16), np.float32)
+    flat["decoder/layers_0/pre_mlp_layer_norm/scale"] = np.ones((15,), np.float32)
+    flat["encoder/layers_0/attention/bias"] = np.zeros((16,), np.float32)
+  path = _write_edited(tmp_path, edit)
+  with pytest.raises(ValueError) as info:
+    checkpoints.load(path)
+  message = str(info.value)
+  assert "unexpected (1):\n    encoder/layers_0/attention/bias: found (16,)" in message
+  assert "wrong shape (2):" in message
+  assert "decoder/layers_0/pre_mlp_layer_norm/scale: expected (16,), found (15,)" in message
+  assert "encoder/layers_1/mlp/wo/kernel: expected (32, 16), found (30, 16)" in message
+
+
+def test_given_config_that_does_not_fit(legacy):
+  config, _, model_dir, _ = legacy
+  with pytest.raises(ValueError, match=r"(?s)missing \(1[34]\):\n    decoder/layers_3/"):
+    checkpoints.load(model_dir, config=config.replace(num_decoder_layers=4))
+  with pytest.raises(ValueError, match=r"wrong shape \(2\):\n"
+                                       r"    decoder/relpos_bias/rel_embedding: expected "
+                                       r"\(4, 32\), found \(2, 32\)\n"
+                                       r"    encoder/relpos_bias/rel_embedding: "):
+    # Same [D, N * K] kernels; only the per-head relative bias tables differ.
+    checkpoints.load(model_dir, config=config.replace(num_heads=4, head_dim=4))
+
+
+def test_vocab_mismatch_has_its_own_message(legacy):
+  config, _, model_dir, _ = legacy
+  with pytest.raises(ValueError, match=r"vocab size mismatch: token_embedder/embedding has "
+                                       r"shape \(64, 16\), i\.e\. vocab_size=64; the config "
+                                       r"expects vocab_size=32128"):
+    checkpoints.load(model_dir, config=config.replace(vocab_size=32128))
+
+
+def test_missing_tensorstore_array_is_named(tmp_path):
+  params = fx.random_params(CONFIG, seed=9)
+  step_dir = fx.write_legacy_checkpoint(str(tmp_path), 1, params)
+  shutil.rmtree(os.path.join(step_dir, "target.decoder.layers_1.mlp.wo.kernel"))
+  with pytest.raises(ValueError, match=r"decoder/layers_1/mlp/wo/kernel \("
+                                       r"target\.decoder\.layers_1\.mlp\.wo\.kernel/ under "):
+    checkpoints.load(step_dir)
+
+
+def test_bad_dtype_argument(legacy):
+  with pytest.raises(ValueError, match=r"dtype='float16'; expected one of \('float32', "
+                                       r"'bfloat16'\)"):
+    checkpoints.load(legacy[2], dtype="float16")
