@@ -135,6 +135,20 @@ def test_reference_prompt_path_is_mapped(tmp_path):
   flat = shapes.flatten(loaded)
   assert REFERENCE_PROMPT_PATH not in flat
   np.testing.assert_array_equal(flat[PROMPT_PATH], prompt)
+  # A given prompt-free config takes the checkpoint's prompt length ...
+  assert checkpoints.load(str(tmp_path), config=CONFIG)[0] == CONFIG.replace(prompt_length=5)
+  # ... a given prompt length must match it ...
+  with pytest.raises(ValueError, match=r"encoder/prompt/prompt: expected \(4, 16\), "
+                                       r"found \(5, 16\)"):
+    checkpoints.load(str(tmp_path), config=CONFIG.replace(prompt_length=4))
+
+
+def test_config_prompt_may_be_absent_from_a_pretrained_checkpoint(legacy):
+  config, params, model_dir, _ = legacy
+  prompted = config.replace(prompt_length=3)
+  loaded_config, loaded = checkpoints.load(model_dir, config=prompted)
+  assert loaded_config == prompted
+  _assert_same_params(params, loaded)  # no prompt invented
 
 
 def test_orbax_t5x_checkpoint(tmp_path):

@@ -243,27 +243,28 @@ def validate_params(config: T5Config, params: Params, path: str = "params",
 
 
 def resolve_config(params: Params, path: str, config: Optional[T5Config],
-                   base: Optional[T5Config] = None,
                    source_names: Optional[Mapping[str, str]] = None) -> T5Config:
   """Takes `config` or derives one, then validates `params` against it.
 
   Leaves may be abstract (anything with `.shape`), so a loader can check a
-  checkpoint before reading its arrays.
+  checkpoint before reading its arrays. The checkpoint decides whether there
+  is a prompt: one in `params` sets `prompt_length` when the config has none
+  (a given nonzero length must match), and a config's prompt may be absent
+  from `params` (see `validate_params`).
 
   Args:
     params: nested params (T5X names, prompt already at `PROMPT_PATH`).
     path: the checkpoint, for messages.
     config: if given, the params must fit it; otherwise it is derived.
-    base: fields shapes cannot tell, when deriving (e.g. from an HF config.json).
     source_names: {our path: file's name}, for messages.
 
   Returns:
     The config the params fit.
   """
   if config is None:
-    config = derive_config(params, path, base)
-    prompt = flatten(params).get(PROMPT_PATH)
-    if prompt is not None:
-      config = config.replace(prompt_length=shape_of(prompt)[0])
+    config = derive_config(params, path)
+  prompt = flatten(params).get(PROMPT_PATH)
+  if prompt is not None and config.prompt_length == 0 and len(shape_of(prompt)) == 2:
+    config = config.replace(prompt_length=shape_of(prompt)[0])
   validate_params(config, params, path, source_names)
   return config
