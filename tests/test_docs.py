@@ -1,0 +1,40 @@
+"""Docs cannot drift: every path the README names exists, every gin file it
+names is a real config, and the two set-up commands are the ones CI runs."""
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+_PATH = re.compile(r"(?<![\w/.$-])((?:configs|notebooks|benchmarks|prompt_tuning|tests|\.ci)"
+                   r"/[\w./-]*[\w-])")
+
+
+def _code_blocks(text):
+  return re.findall(r"```(?:bash|sh|shell)?\n(.*?)```", text, re.S)
+
+
+def test_every_repo_path_in_the_readme_exists():
+  paths = sorted(set(_PATH.findall(README)))
+  assert paths, "README names no repo paths: is the regex broken?"
+  missing = [p for p in paths if not os.path.exists(os.path.join(ROOT, p))]
+  assert not missing, f"README names paths that do not exist: {missing}"
+
+
+def test_readme_opens_with_the_two_setup_commands_ci_runs():
+  first = _code_blocks(README)[0].strip().splitlines()
+  commands = [l for l in first if l and not l.startswith("#")]
+  assert len(commands) == 2, commands
+  demo, tests = commands
+  assert "prompt-tuning demo" in demo and "pip install" in demo
+  assert "pytest" in tests and "torch==2.13.0" in tests
+  ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
+  assert "torch==2.13.0" in ci and '-e ".[test]"' in ci
+  assert re.search(r"pytest -n 2", ci) and "pytest -n 2" in tests
+
+
+def test_every_gin_file_named_in_the_readme_is_in_configs():
+  names = set(re.findall(r"([\w/]+\.gin)", README))
+  assert names
+  for name in names:
+    rel = name if name.startswith("configs/") else os.path.join("configs", name)
+    assert os.path.isfile(os.path.join(ROOT, rel)), f"README names missing gin file {name}"
