@@ -1,0 +1,79 @@
+"""seqio tasks over the synthetic data, and the demo vocabulary.
+
+Names: `demo_<task>` (input starts with the task word, as in pretraining) and
+`taskless_demo_<task>` (task word removed: the paper's setting); the mixture
+`demo_pretrain` holds every `demo_<task>` at equal rates.
+"""
+import functools
+
+import seqio
+import tensorflow as tf
+
+from prompt_tuning.demo import synthetic
+
+PRETRAIN_MIXTURE = "demo_pretrain"
+
+
+def task_name(name: str, taskless: bool = False) -> str:
+  return f"{'taskless_' if taskless else ''}demo_{name}"
+
+
+def _dataset_fn(split: str, shuffle_files: bool = False, seed=None, *, name: str,
+                with_task_word: bool) -> tf.data.Dataset:
+  del shuffle_files, seed  # in-memory data; seqio shuffles examples itself
+  rows = list(synthetic.examples(name, split, with_task_word))
+  return tf.data.Dataset.from_tensor_slices({
+      "inputs": [r["inputs"] for r in rows],
+      "targets": [r["targets"] for r in rows],
+  })
+
+
+def _metric_fns(name: str):
+  """Exact-match accuracy; for classification also the illegal-label rate."""
+  labels = synthetic.TASKS[name].labels
+
+  def accuracy(targets, predictions):
+    if len(targets) != len(predictions) or not targets:
+      raise ValueError(f"demo {name}: {len(targets)} targets vs "
+                       f"{len(predictions)} predictions; expected equal and > 0.")
+    correct = sum(t == p for t, p in zip(targets, predictions))
+    out = {"accuracy": 100.0 * correct / len(targets)}
+    if labels:
+      out["illegal_label_rate"] = 100.0 * sum(p not in labels for p in predictions) / len(
+          predictions)
+    return out
+  return [accuracy]
+
+
+def register_demo_tasks(vocabulary: seqio.Vocabulary) -> list[str]:
+  """(Re-)registers every demo task and the pretraining mixture.
+
+  Args:
+    vocabulary: the vocabulary of the demo model (inputs and targets).
+
+  Returns:
+    The registered task names.
+  """
+  features = {
+      "inputs": seqio.Feature(vocabulary, add_eos=True),
+      "targets": seqio.Feature(vocabulary, add_eos=True),
+  }
+  names = []
+  for name in synthetic.TASKS:
+    for taskless in (False, True):
+      full = task_name(name, taskless)
+      seqio.TaskRegistry.remove(full)
+      seqio.TaskRegistry.add(
+          full,
+          source=seqio.FunctionDataSource(
+              functools.partial(_dataset_fn, name=name, with_task_word=not taskless),
+              splits=tuple(synthetic.SPLIT_SIZES)),
+          preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+          output_features=features,
+          postprocess_fn=None,
+          metric_fns=_metric_fns(name))
+      names.append(full)
+  seqio.MixtureRegistry.remove(PRETRAIN_MIXTURE)
+  seqio.MixtureRegistry.add(PRETRAIN_MIXTURE,
+                            [task_name(n) for n in synthetic.TASKS], default_rate=1.0)
+  return names
