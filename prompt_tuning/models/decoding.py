@@ -1,0 +1,452 @@
+"""Decoding and scoring for the T5 encoder-decoder, as T5X does them.
+
+Every function is pure and jittable (`model`, lengths, beam counts and sampling
+settings are static; close over them or mark them static). The encoder runs
+once per call; the decoder then steps one token at a time with the key/value
+cache (`init_cache`) inside a `jax.lax.while_loop` that stops early once every
+sequence is done.
+
+Token conventions (T5 / seqio): 0 is padding and the decoder start token, 1 is
+EOS. Decoded ids are [B, T] without the start token; positions after EOS are 0.
+
+Dimension letters: B batch, L encoder input length, S encoder output length
+(P + L with a soft prompt), T decoder length, V vocab, C options, K beams.
+"""
+from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from prompt_tuning.models.t5 import Transformer, init_cache
+
+Array = jax.Array
+Params = Any
+
+# Stands for -inf in beam scores and masked logits; finite, so arithmetic on it
+# (adding a log-prob, dividing by a length penalty) stays well defined.
+NEG_INF = -1.0e10
+
+
+# ----------------------------------------------------------------------------
+# Encoder once, then cached decoder steps.
+# ----------------------------------------------------------------------------
+
+def _encode(model: Transformer, params: Params, encoder_input_tokens: Array):
+  """[B, L] ids -> ([B, S, D] encodings, [B, S] mask), soft prompt included."""
+  return model.apply({"params": params}, encoder_input_tokens, method="encode")
+
+
+def _decode_step(model: Transformer, params: Params, encoded: Array, encoder_mask: Array,
+                 cache: Params, tokens: Array, max_decode_length: int):
+  """One cached decoder step.
+
+  Args:
+    encoded: [B, S, D] encodings; encoder_mask: [B, S].
+    cache: the "cache" collection for batch B and `max_decode_length`.
+    tokens: [B] the previous token of every sequence.
+
+  Returns:
+    ([B, V] float32 logits for the next token, updated cache).
+  """
+  logits, variables = model.apply(
+      {"params": params, "cache": cache}, encoded, encoder_mask, tokens[:, None],
+      decode=True, max_decode_length=max_decode_length, method="decode",
+      mutable=["cache"])
+  return logits[:, 0], variables["cache"]
+
+
+def _check_decode_args(encoder_input_tokens: Array, max_decode_length: int) -> None:
+  if encoder_input_tokens.ndim != 2:
+    raise ValueError(f"encoder_input_tokens has shape {encoder_input_tokens.shape}; "
+                     "expected [batch, length].")
+  if int(max_decode_length) < 1:
+    raise ValueError(f"max_decode_length={max_decode_length}; expected >= 1.")
+
+
+def _decode_loop(model: Transformer, params: Params, encoder_input_tokens: Array,
+                 max_decode_length: int, eos_id: int,
+                 choose: Callable[[Array, Array], Array]) -> Array:
+  """Decodes one token per step with `choose(logits [B, V], step) -> [B] ids`.
+
+  Returns:
+    [B, T] ids; after a sequence's EOS its positions are 0.
+  """
+  _check_decode_args(encoder_input_tokens, max_decode_length)
+  encoded, encoder_mask = _encode(model, params, encoder_input_tokens)
+  batch = encoder_input_tokens.shape[0]
+  # Column 0 holds the decoder start token (0); column i + 1 the i-th output.
+  seqs = jnp.zeros((batch, max_decode_length + 1), jnp.int32)
+  state = (jnp.array(0, jnp.int32), seqs,
+           init_cache(model.config, batch, max_decode_length),
+           jnp.zeros((batch,), bool))
+
+  def not_done(state):
+    i, _, _, finished = state
+    return (i < max_decode_length) & ~jnp.all(finished)
+
+  def step(state):
+    i, seqs, cache, finished = state
+    logits, cache = _decode_step(model, params, encoded, encoder_mask, cache,
+                                 seqs[:, i], max_decode_length)
+    ids = jnp.where(finished, 0, choose(logits, i).astype(jnp.int32))
+    seqs = jax.lax.dynamic_update_slice(seqs, ids[:, None], (0, i + 1))
+    return i + 1, seqs, cache, finished | (ids == eos_id)
+
+  _, seqs, _, _ = jax.lax.while_loop(not_done, step, state)
+  return seqs[:, 1:]
+
+
+def greedy_decode(model: Transformer, params: Params, encoder_input_tokens: Array,
+                  max_decode_length: int, eos_id: int = 1) -> Array:
+  """Greedy (argmax) decoding with the key/value cache.
+
+  Args:
+    model: the `Transformer` (its config decides the soft prompt).
+    params: its params.
+    encoder_input_tokens: [B, L] ids, 0 = padding.
+    max_decode_length: T, the most tokens generated per sequence.
+    eos_id: ends a sequence (it is kept in the output).
+
+  Returns:
+    [B, T] int32 ids, 0 after EOS.
+  """
+  return _decode_loop(model, params, encoder_input_tokens, max_decode_length, eos_id,
+                      lambda logits, i: jnp.argmax(logits, axis=-1))
+
+
+# ----------------------------------------------------------------------------
+# Sampling.
+# ----------------------------------------------------------------------------
+
+def mask_top_k(logits: Array, k: int) -> Array:
+  """Keeps the k largest logits of each row; the rest become NEG_INF.
+
+  Args:
+    logits: [..., V].
+    k: 1 <= k <= V. Values tied with the k-th largest are kept too.
+
+  Returns:
+    [..., V] logits.
+  """
+  kth = jax.lax.top_k(logits, k)[0][..., -1:]
+  return jnp.where(logits >= kth, logits, NEG_INF)
+
+
+def mask_top_p(logits: Array, p: float) -> Array:
+  """Nucleus filter: keeps the fewest most-likely tokens whose mass reaches p.
+
+  A token is kept when the probability of the tokens ranked above it is < p,
+  so the most likely token is always kept (Holtzman et al. 2020).
+
+  Args:
+    logits: [..., V].
+    p: in (0, 1].
+
+  Returns:
+    [..., V] logits, dropped tokens NEG_INF.
+  """
+  ranked = jnp.sort(logits, axis=-1)[..., ::-1]
+  probs = jax.nn.softmax(ranked, axis=-1)
+  mass_above = jnp.cumsum(probs, axis=-1) - probs
+  # The smallest kept logit; everything at least as large is kept.
+  num_kept = jnp.sum(mass_above < p, axis=-1, keepdims=True)
+  cutoff = jnp.take_along_axis(ranked, num_kept - 1, axis=-1)
+  return jnp.where(logits >= cutoff, logits, NEG_INF)
+
+
+def sample_logits(rng: Array, logits: Array, temperature: float = 1.0, top_k: int = 0,
+                  top_p: float = 1.0) -> Array:
+  """Draws one token per row: temperature, then top-k, then top-p (HF's order).
+
+  Args:
+    rng: a PRNG key.
+    logits: [B, V].
+    temperature: 0 means argmax.
+    top_k: 0 keeps all tokens.
+    top_p: 1.0 keeps all tokens.
+
+  Returns:
+    [B] int32 ids.
+  """
+  if temperature == 0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  logits = logits / temperature
+  if top_k:
+    logits = mask_top_k(logits, top_k)
+  if top_p < 1.0:
+    logits = mask_top_p(logits, top_p)
+  return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
+
+
+def _check_sampling_args(temperature: float, top_k: int, top_p: float, vocab: int):
+  if temperature < 0:
+    raise ValueError(f"temperature={temperature}; expected >= 0 (0 = greedy).")
+  if not 0 <= top_k <= vocab:
+    raise ValueError(f"top_k={top_k}; expected 0 (off) to vocab_size={vocab}.")
+  if not 0 < top_p <= 1:
+    raise ValueError(f"top_p={top_p}; expected in (0, 1] (1 = off).")
+
+
+def sample_decode(model: Transformer, params: Params, encoder_input_tokens: Array,
+                  max_decode_length: int, rng: Array, temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 1.0, eos_id: int = 1) -> Array:
+  """Temperature / top-k / top-p sampling with the key/value cache.
+
+  Step i draws with `jax.random.fold_in(rng, i)`, so a seed gives the same ids
+  whatever the batch is jitted with.
+
+  Args:
+    model, params, encoder_input_tokens, max_decode_length, eos_id: as
+      `greedy_decode`.
+    rng: a PRNG key.
+    temperature: divides the logits; 0 is greedy decoding.
+    top_k: sample among the k most likely tokens (0 = all).
+    top_p: sample among the smallest set with probability >= top_p (1 = all).
+
+  Returns:
+    [B, T] int32 ids, 0 after EOS.
+  """
+  _check_sampling_args(temperature, top_k, top_p, model.config.vocab_size)
+
+  def choose(logits, i):
+    return sample_logits(jax.random.fold_in(rng, i), logits, temperature, top_k, top_p)
+
+  return _decode_loop(model, params, encoder_input_tokens, max_decode_length, eos_id,
+                      choose)
+
+
+# ----------------------------------------------------------------------------
+# Beam search.
+# ----------------------------------------------------------------------------
+
+def length_penalty(length: Array, alpha: float) -> Array:
+  """T5X's (GNMT's) brevity penalty ((5 + length) / 6) ** alpha; scores are divided by it."""
+  return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha
+
+
+class _BeamState(NamedTuple):
+  step: Array             # [] tokens generated so far
+  live_seqs: Array        # [B, K, T + 1] start token first; no EOS yet
+  live_log_probs: Array   # [B, K] sums of token log-probs, best first
+  finished_seqs: Array    # [B, K, T + 1] ended by EOS (or by max length)
+  finished_scores: Array  # [B, K] log-prob / length_penalty; NEG_INF = empty
+  cache: Params           # decoder cache, batch B * K
+
+
+def _gather(x: Array, indices: Array) -> Array:
+  """[B, M, ...] gathered at [B, K] indices along axis 1 -> [B, K, ...]."""
+  return jax.vmap(lambda row, idx: row[idx])(x, indices)
+
+
+def _gather_cache(cache: Params, beams: Array) -> Params:
+  """Reorders the [B * K, ...] cache entries by [B, K] source-beam indices."""
+  batch, num_beams = beams.shape
+
+  def gather(x):
+    if x.ndim == 0:  # cache_index: shared by all beams
+      return x
+    x = x.reshape((batch, num_beams) + x.shape[1:])
+    return _gather(x, beams).reshape((batch * num_beams,) + x.shape[2:])
+
+  return jax.tree_util.tree_map(gather, cache)
+
+
+def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
+                max_decode_length: int, num_beams: int, alpha: float = 0.6,
+                eos_id: int = 1) -> tuple[Array, Array]:
+  """Beam search with T5X's length penalty.
+
+  As T5X: each step expands the K live beams, keeps the 2K best candidates
+  by log-prob; those ending in EOS join the finished pool with score
+  log-prob / length_penalty(length, alpha) (length counts the EOS), the K best
+  others stay live. The search stops when no live beam can beat the worst
+  finished one. Unlike T5X, which returns unnormalised live beams only when
+  nothing finished, beams still live at `max_decode_length` join the finished
+  pool scored like the rest (as Hugging Face does), so every returned score
+  is length-penalised and comparable.
+
+  Args:
+    model, params, encoder_input_tokens, max_decode_length, eos_id: as
+      `greedy_decode`.
+    num_beams: K.
+    alpha: length-penalty exponent (T5X default 0.6; 0 = raw log-probs).
+
+  Returns:
+    ([B, K, T] int32 ids, 0 after EOS; [B, K] float32 scores), best first.
+  """
+  _check_decode_args(encoder_input_tokens, max_decode_length)
+  if int(num_beams) < 1:
+    raise ValueError(f"num_beams={num_beams}; expected >= 1.")
+  batch, k, length = encoder_input_tokens.shape[0], int(num_beams), int(max_decode_length)
+  encoded, encoder_mask = _encode(model, params, encoder_input_tokens)
+  # [B, S, D] -> [B * K, S, D]: beam b * K + j of example b.
+  encoded = jnp.repeat(encoded, k, axis=0)
+  encoder_mask = jnp.repeat(encoder_mask, k, axis=0)
+  # All beams start from the same empty sequence; only the first is live.
+  first_only = jnp.where(jnp.arange(k) == 0, 0.0, NEG_INF)
+  state = _BeamState(
+      step=jnp.array(0, jnp.int32),
+      live_seqs=jnp.zeros((batch, k, length + 1), jnp.int32),
+      live_log_probs=jnp.broadcast_to(first_only, (batch, k)),
+      finished_seqs=jnp.zeros((batch, k, length + 1), jnp.int32),
+      finished_scores=jnp.full((batch, k), NEG_INF, jnp.float32),
+      cache=init_cache(model.config, batch * k, length))
+
+  def not_done(s: _BeamState):
+    # Log-probs only fall as a sequence grows, so a live beam's best possible
+    # score is its log-prob over the largest penalty still reachable.
+    largest_penalty = jnp.maximum(length_penalty(s.step + 1, alpha),
+                                  length_penalty(length, alpha))
+    best_live = s.live_log_probs[:, 0] / largest_penalty
+    worst_finished = s.finished_scores[:, -1]
+    return (s.step < length) & ~jnp.all(worst_finished > best_live)
+
+  def step(s: _BeamState):
+    tokens = s.live_seqs[:, :, s.step].reshape(batch * k)
+    logits, cache = _decode_step(model, params, encoded, encoder_mask, s.cache, tokens,
+                                 length)
+    log_probs = jax.nn.log_softmax(logits).reshape(batch, k, -1)  # [B, K, V]
+    vocab = log_probs.shape[-1]
+    candidates = (s.live_log_probs[:, :, None] + log_probs).reshape(batch, k * vocab)
+    # [B, 2K] best candidates: source beam and new token of each.
+    top_log_probs, top = jax.lax.top_k(candidates, 2 * k)
+    source, ids = top // vocab, (top % vocab).astype(jnp.int32)
+    seqs = _gather(s.live_seqs, source)
+    seqs = jax.lax.dynamic_update_slice(seqs, ids[:, :, None], (0, 0, s.step + 1))
+    ended = ids == eos_id
+
+    # Live: the K best candidates that did not end.
+    live_log_probs, keep = jax.lax.top_k(jnp.where(ended, NEG_INF, top_log_probs), k)
+    live_seqs = _gather(seqs, keep)
+    cache = _gather_cache(cache, _gather(source, keep))
+
+    # Finished: EOS candidates, and at the last step every candidate.
+    done = ended | (s.step + 1 == length)
+    scores = jnp.where(done, top_log_probs / length_penalty(s.step + 1, alpha), NEG_INF)
+    pool_scores = jnp.concatenate([s.finished_scores, scores], axis=1)
+    pool_seqs = jnp.concatenate([s.finished_seqs, seqs], axis=1)
+    finished_scores, best = jax.lax.top_k(pool_scores, k)
+    return _BeamState(s.step + 1, live_seqs, live_log_probs, _gather(pool_seqs, best),
+                      finished_scores, cache)
+
+  final = jax.lax.while_loop(not_done, step, state)
+  return final.finished_seqs[:, :, 1:], final.finished_scores
+
+
+# ----------------------------------------------------------------------------
+# Scoring (T5X `score_batch`) and rank classification.
+# ----------------------------------------------------------------------------
+
+def _sequence_log_probs(logits: Array, targets: Array, weights: Array) -> Array:
+  """[B, T, V] logits, [B, T] targets and weights -> [B] weighted log-prob sums."""
+  logits = logits.astype(jnp.float32)
+  target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  token_log_probs = target_logits - jax.nn.logsumexp(logits, axis=-1)
+  return jnp.sum(token_log_probs * weights, axis=-1)
+
+
+def score(model: Transformer, params: Params, batch: Mapping[str, Array]) -> Array:
+  """Per-example log-likelihood of the targets, as T5X's `score_batch`.
+
+  Args:
+    model: the `Transformer`.
+    params: its params.
+    batch: [B, L] `encoder_input_tokens`, [B, T] `decoder_input_tokens`
+      (targets shifted right, start 0) and `decoder_target_tokens` (0 =
+      padding). `decoder_loss_weights` [B, T], if present, weights the tokens
+      as in T5X; otherwise a token counts when its target is not 0.
+
+  Returns:
+    [B] float32 sums of target-token log-probs (no length normalisation).
+  """
+  targets = batch["decoder_target_tokens"]
+  logits = model.apply({"params": params}, batch["encoder_input_tokens"],
+                       batch["decoder_input_tokens"], targets)
+  weights = batch.get("decoder_loss_weights")
+  if weights is None:
+    weights = targets > 0
+  return _sequence_log_probs(logits, targets, weights.astype(jnp.float32))
+
+
+def _shift_right(targets: Array) -> Array:
+  """[N, T] targets -> decoder inputs: start token 0, then targets[:, :-1]."""
+  return jnp.pad(targets, ((0, 0), (1, 0)))[:, :-1]
+
+
+def score_options(model: Transformer, params: Params, encoder_input_tokens: Array,
+                  option_targets: Array) -> Array:
+  """Scores C candidate targets per example with one encoder pass per example.
+
+  Rank classification: the encodings are computed once and tiled over the
+  options; each option is scored as `score` would score it.
+
+  Args:
+    model: the `Transformer`.
+    params: its params.
+    encoder_input_tokens: [B, L] ids, 0 = padding.
+    option_targets: [B, C, T] target ids per example, or [C, T] shared by all
+      examples; 0 = padding (e.g. after EOS).
+
+  Returns:
+    [B, C] float32 sums of target-token log-probs.
+  """
+  batch = encoder_input_tokens.shape[0]
+  if option_targets.ndim == 2:
+    option_targets = jnp.broadcast_to(option_targets, (batch,) + option_targets.shape)
+  if option_targets.ndim != 3 or option_targets.shape[0] != batch:
+    raise ValueError(f"option_targets has shape {option_targets.shape}; expected "
+                     f"[batch={batch}, options, length] or [options, length].")
+  _, num_options, length = option_targets.shape
+  encoded, encoder_mask = _encode(model, params, encoder_input_tokens)
+  # [B, S, D] -> [B * C, S, D]: row b * C + c is option c of example b.
+  encoded = jnp.repeat(encoded, num_options, axis=0)
+  encoder_mask = jnp.repeat(encoder_mask, num_options, axis=0)
+  targets = option_targets.reshape(batch * num_options, length)
+  logits = model.apply({"params": params}, encoded, encoder_mask, _shift_right(targets),
+                       targets, method="decode")
+  scores = _sequence_log_probs(logits, targets, (targets > 0).astype(jnp.float32))
+  return scores.reshape(batch, num_options)
+
+
+def rank_classify(model: Transformer, params: Params, encoder_input_tokens: Array,
+                  option_targets: Array) -> tuple[Array, Array]:
+  """Picks the most likely option per example.
+
+  Args: as `score_options`.
+
+  Returns:
+    ([B] int32 index of the best option, [B, C] scores).
+  """
+  scores = score_options(model, params, encoder_input_tokens, option_targets)
+  return jnp.argmax(scores, axis=-1).astype(jnp.int32), scores
+
+
+def predict(model: Transformer, params: Params, encoder_input_tokens: Array,
+            max_decode_length: int, *, num_beams: int = 1, alpha: float = 0.6,
+            temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+            rng: Optional[Array] = None, eos_id: int = 1) -> Array:
+  """Decodes with the method the settings name: beams > 1, sampling, or greedy.
+
+  Args:
+    num_beams: > 1 runs `beam_search` and returns its best beam.
+    alpha: beam search length-penalty exponent.
+    temperature, top_k, top_p: `sample_decode` settings; temperature > 0
+      needs `rng`. Sampling and beams > 1 do not combine.
+    Others: as `greedy_decode`.
+
+  Returns:
+    [B, T] int32 ids, 0 after EOS.
+  """
+  if num_beams > 1:
+    if temperature > 0:
+      raise ValueError(f"num_beams={num_beams} with temperature={temperature}; "
+                       "expected one of beam search or sampling.")
+    ids, _ = beam_search(model, params, encoder_input_tokens, max_decode_length,
+                         num_beams, alpha, eos_id)
+    return ids[:, 0]
+  if temperature > 0:
+    if rng is None:
+      raise ValueError(f"temperature={temperature} samples; expected an rng key.")
+    return sample_decode(model, params, encoder_input_tokens, max_decode_length, rng,
+                         temperature, top_k, top_p, eos_id)
+  return greedy_decode(model, params, encoder_input_tokens, max_decode_length, eos_id)
