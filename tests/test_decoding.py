@@ -9,6 +9,7 @@ The EOS column of the output layer is scaled up so that some sequences end
 early and others run to the length limit; tests assert that premise.
 """
 import functools
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from prompt_tuning import checkpoints  # pylint: disable=wrong-import-position
-from prompt_tuning.models import Transformer, decoding, get_config, init_cache, init_params  # pylint: disable=wrong-import-position
+from prompt_tuning.models import (Transformer, decoding, get_config,  # pylint: disable=wrong-import-position
+                                   init_cache, init_params)
 
 EOS = 1
 T = 8  # decode length
@@ -79,7 +81,6 @@ def _setup(name: str, seed: int = 0, logits_scale: float = 1.0):
 
 
 def _hf_model(config, params):
-  import tempfile  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as directory:
     checkpoints.save_hf(config, params, directory, drop_prompt=True)
     model = transformers.T5ForConditionalGeneration.from_pretrained(directory)
@@ -251,6 +252,22 @@ def test_length_penalty_is_t5x():
   np.testing.assert_allclose(decoding.length_penalty(40, 0.0), 1.0)
 
 
+def test_early_stop_bound_by_hand():
+  """Live log-prob -1 after 1 token, T = 10, alpha = 1: the penalty can still
+  grow to (5 + 10) / 6 = 2.5, so the live beam may reach -1 / 2.5 = -0.4."""
+  cannot_improve = functools.partial(decoding._cannot_improve,  # pylint: disable=protected-access
+                                     step=1, max_decode_length=10, alpha=1.0)
+  live = jnp.array([[-1.0, -2.0], [-1.0, -2.0], [-1.0, -2.0]])
+  finished = jnp.array([[-0.3, -0.39], [-0.3, -0.41], [-0.3, decoding.NEG_INF]])
+  np.testing.assert_array_equal(cannot_improve(live, finished), [True, False, False])
+  # alpha = -1: the penalty 6 / (5 + n) is largest at the nearest length n = 2,
+  # 6 / 7, so the live beam may still reach -7 / 6 (not -15 / 6 at n = 10).
+  negative = functools.partial(decoding._cannot_improve,  # pylint: disable=protected-access
+                               step=1, max_decode_length=10, alpha=-1.0)
+  finished = jnp.array([[-0.5, -1.1], [-0.5, -2.0]])
+  np.testing.assert_array_equal(negative(live[:2], finished), [True, False])
+
+
 def _length(ids: np.ndarray) -> int:
   """Generated tokens, the EOS included."""
   ends = np.flatnonzero(ids == EOS)
@@ -400,13 +417,21 @@ def test_score_options_equals_score_on_the_expanded_batch(name):
   assert got.shape == (4, 3)
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
   assert np.ptp(want) > 1.0  # the options really differ
-  # [C, T] options are shared by every example.
-  shared = np.asarray(score_options(model, params, INPUTS, TARGETS[:3]))
-  np.testing.assert_allclose(shared[0], want[0], atol=1e-5, rtol=0)
+
+
+def test_shared_options_and_rank_classify():
+  model, params, _ = _setup("plain")
+  # [C, T], the same for every example.
+  options = np.array([[3, 4, 5, 1], [9, 10, 11, 1], [12, 13, 14, 1]], np.int32)
+  rows = {"encoder_input_tokens": np.repeat(INPUTS, 3, 0),
+          "decoder_input_tokens": _shift_right(np.tile(options, (4, 1))),
+          "decoder_target_tokens": np.tile(options, (4, 1))}
+  want = np.asarray(score(model, params, rows)).reshape(4, 3)
   best, scores = jax.jit(decoding.rank_classify, static_argnums=0)(model, params, INPUTS,
                                                                    options)
+  np.testing.assert_allclose(scores, want, atol=1e-5, rtol=0)
   np.testing.assert_array_equal(best, want.argmax(-1))
-  np.testing.assert_allclose(scores, got, atol=1e-6, rtol=0)
+  assert len(set(want.argmax(-1).tolist())) > 1  # not the same answer everywhere
 
 
 def test_score_options_runs_the_encoder_once_per_example():
@@ -422,6 +447,19 @@ def test_score_options_runs_the_encoder_once_per_example():
   jax.make_jaxpr(functools.partial(decoding.score_options, CountingTransformer(
       CONFIGS["plain"])))(params, INPUTS, options)
   assert calls == [(4, 7)]
+
+
+def test_predict_dispatches_to_greedy_beam_and_sampling():
+  model, params, _ = _setup("plain")
+  predict = jax.jit(decoding.predict, static_argnums=(0, 3),
+                    static_argnames=("num_beams", "temperature"))
+  rng = jax.random.PRNGKey(5)
+  np.testing.assert_array_equal(predict(model, params, INPUTS, T),
+                                greedy(model, params, INPUTS, T))
+  np.testing.assert_array_equal(predict(model, params, INPUTS, T, num_beams=3, alpha=0.6),
+                                beam(model, params, INPUTS, T, 3, 0.6)[0][:, 0])
+  np.testing.assert_array_equal(predict(model, params, INPUTS, T, temperature=1.5, rng=rng),
+                                sample(model, params, INPUTS, T, rng, temperature=1.5))
 
 
 # ----------------------------------------------------------------------------

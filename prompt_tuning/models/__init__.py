@@ -6,3 +6,4 @@ from prompt_tuning.models.t5 import (Decoder, Encoder, T5Config, Transformer, in
 
 __all__ = ["sizes", "get_config", "T5Config", "Transformer", "Encoder", "Decoder",
            "init_params", "init_cache", "param_axes"]
+from prompt_tuning.models import decoding  # noqa: E402  (decoding and scoring)

@@ -251,6 +251,27 @@ def _gather_cache(cache: Params, beams: Array) -> Params:
   return jax.tree_util.tree_map(gather, cache)
 
 
+def _cannot_improve(live_log_probs: Array, finished_scores: Array, step: Array,
+                    max_decode_length: int, alpha: float) -> Array:
+  """Whether no live beam can still displace a finished one (T5X's early stop).
+
+  Log-probs only fall as a sequence grows, so a live beam's best reachable
+  score is its log-prob over the largest penalty among the lengths still
+  reachable, step + 1 .. T (the penalty is monotone in the length).
+
+  Args:
+    live_log_probs: [B, K] best first.
+    finished_scores: [B, K] best first; NEG_INF marks an empty slot.
+    step: tokens generated so far.
+
+  Returns:
+    [B] bool.
+  """
+  largest_penalty = jnp.maximum(length_penalty(step + 1, alpha),
+                                length_penalty(max_decode_length, alpha))
+  return finished_scores[:, -1] > live_log_probs[:, 0] / largest_penalty
+
+
 def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
                 max_decode_length: int, num_beams: int, alpha: float = 0.6,
                 eos_id: int = 1) -> tuple[Array, Array]:
@@ -293,13 +314,8 @@ def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
       cache=init_cache(model.config, batch * k, length))
 
   def not_done(s: _BeamState):
-    # Log-probs only fall as a sequence grows, so a live beam's best possible
-    # score is its log-prob over the largest penalty still reachable.
-    largest_penalty = jnp.maximum(length_penalty(s.step + 1, alpha),
-                                  length_penalty(length, alpha))
-    best_live = s.live_log_probs[:, 0] / largest_penalty
-    worst_finished = s.finished_scores[:, -1]
-    return (s.step < length) & ~jnp.all(worst_finished > best_live)
+    return (s.step < length) & ~jnp.all(
+        _cannot_improve(s.live_log_probs, s.finished_scores, s.step, length, alpha))
 
   def step(s: _BeamState):
     tokens = s.live_seqs[:, :, s.step].reshape(batch * k)
