@@ -202,6 +202,7 @@ def sample_decode(model: Transformer, params: Params, encoder_input_tokens: Arra
     temperature: divides the logits; 0 is greedy decoding.
     top_k: sample among the k most likely tokens (0 = all).
     top_p: sample among the smallest set with probability >= top_p (1 = all).
+      temperature, top_k and top_p are Python numbers (static under jit).
 
   Returns:
     [B, T] int32 ids, 0 after EOS.
