@@ -8,7 +8,7 @@ import sys
 
 # subcommand -> (module holding main(argv), one-line help)
 _COMMANDS = {
-    "demo": ("prompt_tuning.demo", "offline end-to-end demo on a tiny T5 1.1"),
+    "demo": ("prompt_tuning.demo.main", "offline end-to-end demo on a tiny T5 1.1"),
     "train": ("prompt_tuning.train.main",
               "prompt-tune a frozen T5 from gin configs (T5X flags)"),
     "eval": ("prompt_tuning.train.evaluate", "evaluate a prompt checkpoint"),

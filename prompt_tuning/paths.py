@@ -20,3 +20,11 @@ def config_dir() -> str:
   raise FileNotFoundError(
       f"No gin configs found: expected {_CHECKOUT_CONFIGS} (checkout) or "
       f"{installed} (installed package).")
+
+
+def demo_model_dir() -> str:
+  """The demo's frozen tiny T5 1.1 (HF dir with spiece.model), shipped as package data.
+
+  `python -m prompt_tuning.demo.pretrain` rebuilds it.
+  """
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo_t5")

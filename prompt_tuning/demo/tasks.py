@@ -5,13 +5,24 @@ Names: `demo_<task>` (input starts with the task word, as in pretraining) and
 `demo_pretrain` holds every `demo_<task>` at equal rates.
 """
 import functools
+import os
 
 import seqio
 import tensorflow as tf
 
+from prompt_tuning import paths
 from prompt_tuning.demo import synthetic
 
 PRETRAIN_MIXTURE = "demo_pretrain"
+
+
+def demo_vocabulary(model_dir: str = "") -> seqio.SentencePieceVocabulary:
+  """The demo model's SentencePiece vocabulary (`spiece.model` in its HF dir)."""
+  path = os.path.join(model_dir or paths.demo_model_dir(), "spiece.model")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found; expected the demo model's vocabulary "
+                            "(rebuild it with python -m prompt_tuning.demo.pretrain).")
+  return seqio.SentencePieceVocabulary(path)
 
 
 def task_name(name: str, taskless: bool = False) -> str:

@@ -167,6 +167,10 @@ class MultiHeadAttention(nn.Module):
                                   lambda: jnp.array(0, dtype=jnp.int32))
       if initialized:
         batch, max_length = cached_key.value.shape[:2]
+        if bias is not None and bias.shape[-1] != max_length:
+          raise ValueError(
+              f"decode-mode bias covers {bias.shape[-1]} key positions but the cache holds "
+              f"{max_length}; pass max_decode_length={max_length} to Transformer.decode.")
         if q.shape[1] != 1:
           raise ValueError(f"decode step expects one query token, got {q.shape[1]}.")
         index = cache_index.value

@@ -1,0 +1,275 @@
+"""The prompt-tuning run, read top to bottom: config, data, model, state, loop.
+
+`train(...)` takes plain arguments (gin binds them from configs/runs/*.gin;
+Python callers pass them directly) and returns a `TrainResult`.
+
+Resume order: the run's own latest checkpoint in MODEL_DIR > a fresh prompt
+from PROMPT_INIT on the frozen INITIAL_CHECKPOINT_PATH weights. Re-running the
+same command therefore continues where a killed run stopped, with the same
+data (the data position is checkpointed) and the same dropout (step RNG is
+`fold_in(rng, step)`).
+"""
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from prompt_tuning.models import T5Config, Transformer
+from prompt_tuning.prompts.prompt import PROMPT_PATH
+from prompt_tuning.train import checkpoints_io, evaluate, frozen as frozen_lib, inputs
+from prompt_tuning.train import optim, partition, step as step_lib
+from prompt_tuning.train.state import TrainState
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What a finished run produced.
+
+  Attributes:
+    model_dir: MODEL_DIR.
+    step: prompt-tuning steps taken.
+    history: every logged record (also in MODEL_DIR/metrics.jsonl).
+    last_eval: the last evaluation's metrics ({} if none ran).
+    best: the best evaluation's record ({"step", "metric", "value"}) or None.
+    prompt_path: the best prompt's `.npy` if evaluation ran, else the last one.
+  """
+  model_dir: str
+  step: int
+  history: list
+  last_eval: dict
+  best: Optional[dict]
+  prompt_path: str
+
+
+class _Logger:
+  """JSONL + TensorBoard (tensorboardX) writers in MODEL_DIR."""
+
+  def __init__(self, model_dir: str):
+    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+    self.path = os.path.join(model_dir, METRICS_FILE)
+    self._writers = {k: SummaryWriter(os.path.join(model_dir, k)) for k in ("train", "eval")}
+    self.history = []
+
+  def write(self, kind: str, step: int, metrics: Mapping[str, float]):
+    record = {"step": int(step), "kind": kind, **{k: float(v) for k, v in metrics.items()}}
+    self.history.append(record)
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for name, value in metrics.items():
+      if math.isfinite(float(value)):
+        self._writers[kind].add_scalar(name, float(value), int(step))
+    self._writers[kind].flush()
+
+  def close(self):
+    for w in self._writers.values():
+      w.close()
+
+
+def _check_positive(**values):
+  for name, value in values.items():
+    if not isinstance(value, int) or value <= 0:
+      raise ValueError(f"{name}={value!r}; expected an int > 0.")
+
+
+def train(*, model_dir: str, mixture_or_task_name: str,
+          task_feature_lengths: Mapping[str, int], train_steps: int, batch_size: int,
+          initial_checkpoint_path: str, model_config: Optional[T5Config] = None,
+          prompt_length: int = 100, prompt_combine: str = "prefix",
+          prompt_init: Optional[Callable] = None, trainable_regex: Optional[str] = None,
+          frozen_params_dtype: str = "float32",
+          optimizer: Optional[optax.GradientTransformation] = None,
+          loss_config: Optional[step_lib.LossConfig] = None, dropout_rate: float = 0.1,
+          random_seed: int = 0, eval_period: int = 1000, eval_split: str = "validation",
+          eval_batch_size: Optional[int] = None, eval_num_examples: Optional[int] = None,
+          eval_metric: Optional[str] = None, eval_metric_mode: str = "max",
+          eval_at_start: bool = True, checkpoint_period: Optional[int] = None,
+          keep_checkpoints: Optional[int] = 3, log_period: int = 50,
+          register_tasks: Optional[Callable[[], Any]] = None, gin_config: str = "",
+          progress: bool = True) -> TrainResult:
+  """Prompt-tunes a frozen T5 on a seqio task; see the module doc.
+
+  Args:
+    model_dir: MODEL_DIR; checkpoints, metrics and the prompt go here.
+    mixture_or_task_name: MIXTURE_OR_TASK_NAME (a registered seqio name).
+    task_feature_lengths: TASK_FEATURE_LENGTHS {"inputs": L, "targets": T}.
+    train_steps: TRAIN_STEPS, counted in prompt-tuning steps from 0 (not
+      continuing the pretrained checkpoint's global step as T5X does).
+    batch_size: BATCH_SIZE.
+    initial_checkpoint_path: INITIAL_CHECKPOINT_PATH, the frozen model.
+    model_config: the architecture the checkpoint must match (None: derived).
+    prompt_length: PROMPT_LENGTH (P).
+    prompt_combine: "prefix", "after_bos" or "suffix".
+    prompt_init: PROMPT_INIT, an initializer closure (default U[-0.5, 0.5]).
+    trainable_regex: TRAINABLE_REGEX over "/"-joined param paths (default:
+      the prompt only).
+    frozen_params_dtype: FROZEN_PARAMS_DTYPE, "float32" or "bfloat16".
+    optimizer: any optax transformation (default: `optim.paper_adafactor()`).
+    loss_config: z-loss, label smoothing, normalisation (T5X defaults).
+    dropout_rate: DROPOUT_RATE.
+    random_seed: RANDOM_SEED (data order, prompt init, dropout).
+    eval_period: EVAL_PERIOD in steps; 0 disables evaluation.
+    eval_split: the split evaluated (the paper early-stops on validation).
+    eval_batch_size: defaults to `batch_size`.
+    eval_num_examples: evaluate only the first N examples.
+    eval_metric: the metric whose best value is kept ("<task>/<name>" or
+      "<name>"); None takes the task's first metric.
+    eval_metric_mode: "max" or "min".
+    eval_at_start: also evaluate the untrained prompt at step 0.
+    checkpoint_period: steps between checkpoints (default `eval_period`, or
+      `train_steps` without evaluation); the last step is always saved.
+    keep_checkpoints: orbax checkpoints kept (None keeps all).
+    log_period: steps between train-metric records.
+    register_tasks: called first, e.g. to register tasks with VOCABULARY.
+    gin_config: the run's resolved gin config, stored with each checkpoint.
+    progress: show a tqdm progress bar.
+  """
+  # ---------------------------------------------------------------- config
+  if not model_dir:
+    raise ValueError("MODEL_DIR is required: where checkpoints and metrics are written.")
+  _check_positive(TRAIN_STEPS=train_steps, BATCH_SIZE=batch_size,
+                  PROMPT_LENGTH=prompt_length, log_period=log_period)
+  if eval_period < 0:
+    raise ValueError(f"EVAL_PERIOD={eval_period}; expected >= 0 (0 disables evaluation).")
+  lengths = inputs.check_feature_lengths(task_feature_lengths)
+  frozen_lib.check_checkpoint_path(initial_checkpoint_path)
+  if register_tasks is not None:
+    register_tasks()
+  task = inputs.get_task(mixture_or_task_name)
+  checkpoint_period = checkpoint_period or eval_period or train_steps
+  loss_config = loss_config or step_lib.LossConfig()
+  tx = optimizer if optimizer is not None else optim.paper_adafactor()
+  os.makedirs(model_dir, exist_ok=True)
+  rng_init, rng_train = jax.random.split(jax.random.PRNGKey(random_seed))
+
+  # --------------------------------------------------- model + frozen weights
+  config, frozen = frozen_lib.load_model(
+      initial_checkpoint_path, model_config, prompt_length=prompt_length,
+      prompt_combine=prompt_combine, dropout_rate=dropout_rate)
+  prompt = frozen_lib.make_prompt(config, frozen, prompt_init, rng_init)
+  trainable, frozen = partition.split(frozen_lib.with_prompt(frozen, prompt),
+                                      trainable_regex)
+  frozen = jax.device_put(frozen_lib.cast_frozen(frozen, frozen_params_dtype))
+  model = Transformer(config)
+  logging.info("trainable params: %s", sorted(partition.flatten(trainable)))
+
+  # ------------------------------------------------ state: restore or init
+  state = TrainState.create(jax.device_put(trainable), tx, rng_train)
+  checkpointer = checkpoints_io.Checkpointer(model_dir, keep=keep_checkpoints)
+  fingerprint = inputs.fingerprint(mixture_or_task_name, "train", lengths, batch_size,
+                                   random_seed)
+  start_step = 0
+  if checkpointer.latest_step() is not None:
+    state, meta = checkpointer.restore(state)
+    if meta.get("data") != fingerprint:
+      raise ValueError(
+          f"{model_dir} holds a run with data {meta.get('data')}; this command asks for "
+          f"{fingerprint}. Use another MODEL_DIR, or the same settings to resume.")
+    if meta.get("initial_checkpoint_path") != initial_checkpoint_path:
+      raise ValueError(
+          f"{model_dir} was trained on INITIAL_CHECKPOINT_PATH="
+          f"{meta.get('initial_checkpoint_path')!r}, not {initial_checkpoint_path!r}.")
+    start_step = int(state.step)
+    logging.info("resumed %s at step %d", model_dir, start_step)
+
+  # ------------------------------------------------------------------ data
+  batches = inputs.train_batches(mixture_or_task_name, lengths, batch_size, random_seed,
+                                 start_batch=start_step)
+  evaluator = None
+  if eval_period and eval_split in task.splits:
+    evaluator = evaluate.Evaluator(
+        Transformer(config.replace(dropout_rate=0.0)),
+        mixture_or_task_name, lengths, eval_batch_size or batch_size, split=eval_split,
+        num_examples=eval_num_examples, loss_cfg=loss_config)
+    if not evaluator.has_tasks:
+      evaluator = None
+  elif eval_period:
+    logging.warning("%s has no %r split; evaluation is off.", mixture_or_task_name,
+                    eval_split)
+
+  # ------------------------------------------------------------------- jit
+  train_step = step_lib.jit_train_step(model, tx, loss_config)
+  logger = _Logger(model_dir)
+  best = checkpointer.load_best()
+  last_eval: dict = {}
+
+  def run_eval(step: int):
+    nonlocal best, last_eval
+    results = evaluator.evaluate(state.trainable, frozen, step)
+    logger.write("eval", step, results)
+    last_eval = results
+    key = evaluate.resolve_metric(results, eval_metric, evaluator.task_names)
+    if evaluate.is_better(results[key], best and best["value"], eval_metric_mode):
+      best = {"step": int(step), "metric": key, "value": float(results[key])}
+      checkpointer.save_best(state.trainable, best)
+    return results
+
+  def save(step: int):
+    checkpointer.save(step, state, {
+        "data": fingerprint, "data_position": int(step),
+        "initial_checkpoint_path": initial_checkpoint_path, "gin_config": gin_config,
+        "model_config": dataclasses.asdict(config)})
+
+  # ------------------------------------------------------------------ loop
+  if evaluator is not None and eval_at_start and start_step == 0:
+    run_eval(0)
+  bar = tqdm.tqdm(total=train_steps, initial=start_step, disable=not progress,
+                  desc="prompt tuning", dynamic_ncols=True)
+  finite = jnp.array(True)
+  window_start, tokens, t0 = start_step, 0, time.time()
+  sums: dict = {}
+  step = start_step
+  try:
+    while step < train_steps:
+      batch = next(batches)
+      tokens += inputs.count_tokens(batch)
+      state, metrics = train_step(state, frozen, batch)
+      finite = finite & jnp.isfinite(metrics["loss"])
+      for k, v in metrics.items():
+        sums[k] = sums.get(k, 0.0) + v
+      step += 1
+      bar.update(1)
+      at_log = step % log_period == 0 or step == train_steps
+      at_save = step % checkpoint_period == 0 or step == train_steps
+      at_eval = evaluator is not None and (step % eval_period == 0 or step == train_steps)
+      if not (at_log or at_save or at_eval):
+        continue
+      if not bool(finite):  # one host sync per log/save, not per step
+        raise FloatingPointError(
+            f"non-finite loss between steps {window_start + 1} and {step}; the last good "
+            f"checkpoint in {model_dir} (step {checkpointer.latest_step()}) is intact.")
+      n, elapsed = step - window_start, max(time.time() - t0, 1e-9)
+      record = {k: float(v) / n for k, v in sums.items()}
+      record.update(steps_per_second=n / elapsed, tokens_per_second=tokens / elapsed)
+      logger.write("train", step, record)
+      bar.set_postfix(loss=f"{record['loss']:.4g}", steps_s=f"{n / elapsed:.2f}",
+                      tok_s=f"{tokens / elapsed:.0f}")
+      sums, tokens, window_start, t0 = {}, 0, step, time.time()
+      if at_save:
+        save(step)
+      if at_eval:
+        results = run_eval(step)
+        bar.write(f"step {step}: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in results.items() if not k.endswith("loss_per_token")))
+  finally:
+    bar.close()
+    logger.close()
+    checkpointer.close()
+
+  names = sorted(partition.flatten(state.trainable))
+  name = partition.npy_name(PROMPT_PATH if PROMPT_PATH in names else names[0])
+  where = "best" if best is not None else os.path.join("numpy_checkpoints",
+                                                       f"checkpoint_{step}")
+  prompt_path = os.path.join(model_dir, where, name)
+  return TrainResult(model_dir=model_dir, step=step, history=logger.history,
+                     last_eval=last_eval, best=best, prompt_path=prompt_path)

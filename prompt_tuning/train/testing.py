@@ -1,0 +1,122 @@
+"""Tiny, offline fixtures for the train tests and benchmarks (no downloads).
+
+- `WordVocabulary`: a seqio vocabulary over a fixed word list (pad 0, EOS 1),
+  small enough for the tiny model's 64-row embedding table.
+- `register_tiny_task()`: an in-memory seqio task, "tiny_majority_v1": inputs are
+  3-7 color/animal words, the target says which kind is in the majority
+  ("animal" or "color"), scored by exact-match accuracy.
+- `write_tiny_checkpoint()`: a randomly initialised tiny T5 1.1 saved as a
+  Hugging Face directory, so it loads through `prompt_tuning.checkpoints.load`
+  like any real INITIAL_CHECKPOINT_PATH.
+
+Registration is an explicit call (idempotent), never an import side effect.
+"""
+import functools
+import os
+import random
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from prompt_tuning.models import get_config, init_params
+
+COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white")
+ANIMALS = ("cat", "dog", "bird", "fish", "horse", "cow", "lion", "bear")
+LABELS = ("animal", "color")
+WORDS = ("</s>",) + LABELS + COLORS + ANIMALS  # id = index + 1 (0 is padding)
+TINY_TASK = "tiny_majority_v1"
+
+
+class WordVocabulary(seqio.UnigramVocabulary):
+  """Space-separated words -> ids; id 0 pads, id 1 is EOS, unknown words -> UNK."""
+
+  def __init__(self, words: Sequence[str] = WORDS):
+    if words[0] != "</s>":
+      raise ValueError("WordVocabulary: the first word must be '</s>' (EOS id 1).")
+    super().__init__(list(words), split_on_space=True)
+    self._words = tuple(words)
+
+  @property
+  def eos_id(self):
+    return 1
+
+  def _decode(self, ids) -> str:
+    return " ".join(self._unigram_by_id[i] for i in ids if i > 1)
+
+  def _decode_tf(self, ids):
+    ids = tf.boolean_mask(ids, ids > 1)
+    return tf.strings.reduce_join(tf.gather(self._unigram_by_id_tf, ids), separator=" ")
+
+  def __eq__(self, other):
+    return isinstance(other, WordVocabulary) and other._words == self._words
+
+  def __hash__(self):
+    return hash(self._words)
+
+
+def majority_examples(n: int, seed: int) -> dict:
+  """n examples of the majority task, as {"inputs": [...], "targets": [...]}."""
+  rnd = random.Random(seed)
+  inputs, targets = [], []
+  for _ in range(n):
+    words = [rnd.choice(COLORS + ANIMALS) for _ in range(rnd.choice((3, 5, 7)))]
+    animals = sum(w in ANIMALS for w in words)
+    inputs.append(" ".join(words))
+    targets.append("animal" if 2 * animals > len(words) else "color")
+  return {"inputs": inputs, "targets": targets}
+
+
+def accuracy(targets, predictions) -> dict:
+  """Exact-match accuracy in percent (seqio metric_fn convention)."""
+  return {"accuracy": 100.0 * float(np.mean([t == p for t, p in zip(targets, predictions)]))}
+
+
+def mean_target_score(targets, scores) -> dict:
+  """Mean log-likelihood of the targets (a seqio score_metric_fn)."""
+  del targets
+  return {"mean_target_score": float(np.mean(scores))}
+
+
+def register_tiny_task(name: str = TINY_TASK, sizes: Optional[dict] = None,
+                       with_score_metric: bool = False) -> str:
+  """Registers the in-memory majority task (once) and returns its name."""
+  if name in seqio.TaskRegistry.names():
+    return name
+  sizes = sizes or {"train": 512, "validation": 32}
+  data = {split: majority_examples(n, seed) for seed, (split, n) in enumerate(sizes.items())}
+
+  def dataset_fn(split, shuffle_files, seed=None):
+    del shuffle_files, seed
+    return tf.data.Dataset.from_tensor_slices(data[split])
+
+  vocab = WordVocabulary()
+  seqio.TaskRegistry.add(
+      name,
+      source=seqio.FunctionDataSource(dataset_fn, splits=list(sizes)),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                     seqio.preprocessors.append_eos_after_trim],
+      output_features={k: seqio.Feature(vocab, add_eos=True) for k in ("inputs", "targets")},
+      metric_fns=[accuracy],
+      score_metric_fns=[mean_target_score] if with_score_metric else [])
+  return name
+
+
+def tiny_config(**overrides):
+  """The tiny T5 1.1 (d_model 16, 2 + 2 layers, vocab 64) without dropout by default."""
+  return get_config("tiny", **{"dropout_rate": 0.0, **overrides})
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_params(seed: int):
+  return jax.device_get(init_params(tiny_config(), jax.random.PRNGKey(seed)))
+
+
+def write_tiny_checkpoint(directory: str, seed: int = 0) -> str:
+  """Writes random tiny-T5 params as a Hugging Face dir; returns `directory`."""
+  from prompt_tuning import checkpoints  # pylint: disable=import-outside-toplevel
+  if not os.path.exists(os.path.join(directory, "config.json")):
+    checkpoints.save_hf(tiny_config(), _tiny_params(seed), directory)
+  return directory
