@@ -70,26 +70,29 @@ def setup_gin(args: argparse.Namespace) -> None:
     seqio.set_tfds_data_dir_override(args.tfds_data_dir)
 
 
-def run_train(argv) -> "loop.TrainResult":  # noqa: F821
+def run_train(argv, progress: bool = True) -> "loop.TrainResult":  # noqa: F821
   """Parses flags and gin, runs the gin-configured `loop.train`, saves config.gin."""
   import gin  # pylint: disable=import-outside-toplevel
   from prompt_tuning.train import loop  # pylint: disable=import-outside-toplevel
   setup_gin(parse_flags(argv))
   configured = gin.get_configurable(loop.train)
   model_dir = gin.query_parameter("%MODEL_DIR")
+  if not isinstance(model_dir, str) or not model_dir:
+    raise ValueError(f"MODEL_DIR={model_dir!r}; expected a directory, e.g. "
+                     "--gin.MODEL_DIR=\"'/tmp/run'\".")
   os.makedirs(model_dir, exist_ok=True)
   # Save what was asked for before running: a failed run still says how it was made.
   config_str = gin.config_str()
   with open(os.path.join(model_dir, "config.gin"), "w") as f:
     f.write(config_str)
-  result = configured(gin_config=config_str)
+  result = configured(gin_config=config_str, progress=progress)
   with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
     f.write(gin.operative_config_str())
   return result
 
 
 def main(argv: Optional[list] = None) -> int:
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
   argv = sys.argv[1:] if argv is None else argv
   result = run_train(argv)
   print(f"done: {result.step} steps in {result.model_dir}")
