@@ -95,8 +95,12 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, step_prefix="checkpoint", create=True,
         enable_async_checkpointing=False, cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(os.path.abspath(model_dir), options=options,
-                                          item_names=("state", "meta"))
+    # Handlers named up front, so a fresh process (a resumed run) can read the
+    # metadata of checkpoints it did not write.
+    self._manager = ocp.CheckpointManager(
+        os.path.abspath(model_dir), options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()})
 
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()

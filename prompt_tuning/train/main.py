@@ -54,8 +54,9 @@ def setup_gin(args: argparse.Namespace) -> None:
   import gin  # pylint: disable=import-outside-toplevel
   from prompt_tuning import configurables  # pylint: disable=import-outside-toplevel
   configurables.register()
-  search = [p for p in args.gin_search_paths.split(",") if p] + [os.getcwd(),
-                                                                  paths.config_dir()]
+  # The user's paths, then the project's configs/, then the working directory.
+  search = [p for p in args.gin_search_paths.split(",") if p] + [paths.config_dir(),
+                                                                  os.getcwd()]
   for path in search:
     gin.add_config_file_search_path(path)
   for name in args.gin_file:

@@ -1,0 +1,164 @@
+"""The prompt-tuning run end to end on the demo's frozen tiny T5 1.1.
+
+The frozen model knows "majority" only with its task word; the taskless task is
+learnable by a prompt alone, so these runs show real learning in seconds.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from prompt_tuning import paths
+from prompt_tuning.demo import tasks as demo_tasks
+from prompt_tuning.models import Transformer
+from prompt_tuning.prompts import initializers
+from prompt_tuning.prompts.prompt import PROMPT_PATH
+from prompt_tuning.train import frozen as frozen_lib, inputs, loop, optim, partition
+from prompt_tuning.train import step as step_lib
+from prompt_tuning.train.state import TrainState
+
+MODEL = paths.demo_model_dir()
+TASK = "taskless_demo_majority"
+LENGTHS = {"inputs": 16, "targets": 8}
+
+
+def _register():
+  demo_tasks.register_demo_tasks(demo_tasks.demo_vocabulary())
+
+
+def _train(model_dir, **overrides):
+  kwargs = dict(model_dir=str(model_dir), mixture_or_task_name=TASK,
+                task_feature_lengths=LENGTHS, train_steps=40, batch_size=16,
+                initial_checkpoint_path=MODEL, prompt_length=4,
+                prompt_init=initializers.sampled_vocab(100), eval_period=20,
+                eval_num_examples=64, register_tasks=_register, progress=False,
+                log_period=10, optimizer=optim.paper_adafactor())
+  kwargs.update(overrides)
+  return loop.train(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  return _train(tmp_path_factory.mktemp("run"))
+
+
+def test_loss_halves_and_held_out_accuracy_rises(tiny_run):
+  train = [r for r in tiny_run.history if r["kind"] == "train"]
+  assert train[-1]["loss"] <= 0.5 * train[0]["loss"], (train[0]["loss"], train[-1]["loss"])
+  evals = [r for r in tiny_run.history if r["kind"] == "eval"]
+  assert evals[0]["step"] == 0 and evals[0][f"{TASK}/accuracy"] < 60
+  assert tiny_run.best["value"] >= 90
+  assert os.path.isfile(tiny_run.prompt_path)
+  assert np.load(tiny_run.prompt_path).shape == (4, 64)
+
+
+def test_run_dir_holds_only_the_prompt_state_and_logs(tiny_run):
+  d = tiny_run.model_dir
+  assert os.path.isfile(os.path.join(d, "metrics.jsonl"))
+  assert os.listdir(os.path.join(d, "train")) and os.listdir(os.path.join(d, "eval"))
+  npy = os.listdir(os.path.join(d, "numpy_checkpoints", "checkpoint_40"))
+  assert npy == [partition.npy_name(PROMPT_PATH)]
+  size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(
+      os.path.join(d, "checkpoint_40")) for f in fs)
+  assert size < os.path.getsize(os.path.join(MODEL, "model.safetensors")) / 4  # no weights
+
+
+def _setup(regex=None):
+  _register()
+  config, frozen = frozen_lib.load_model(MODEL, prompt_length=4, dropout_rate=0.1)
+  prompt = frozen_lib.make_prompt(config, frozen, initializers.sampled_vocab(100),
+                                  jax.random.PRNGKey(0))
+  params = frozen_lib.with_prompt(frozen, prompt)
+  before = {k: np.array(v) for k, v in partition.flatten(params).items()}
+  trainable, frozen = partition.split(params, regex)
+  tx = optim.paper_adafactor()
+  state = TrainState.create(trainable, tx, jax.random.PRNGKey(1))
+  step = step_lib.jit_train_step(Transformer(config), tx, step_lib.LossConfig())
+  batches = inputs.train_batches(TASK, LENGTHS, 8, seed=0)
+  for _ in range(3):
+    state, _ = step(state, frozen, next(batches))
+  after = partition.flatten(partition.merge(state.trainable, frozen))
+  changed = sorted(k for k in before if not np.array_equal(before[k], np.asarray(after[k])))
+  return state, before, changed
+
+
+def test_only_the_prompt_changes_and_only_it_has_optimizer_state():
+  state, before, changed = _setup()
+  assert changed == [PROMPT_PATH]
+  assert sorted(partition.flatten(state.trainable)) == [PROMPT_PATH]
+  opt_leaves = jax.tree_util.tree_leaves(state.opt_state)
+  prompt_size = before[PROMPT_PATH].size
+  assert sum(np.size(x) for x in opt_leaves) <= 2 * prompt_size + 8
+
+
+def test_widened_trainable_regex_changes_exactly_the_matched_params():
+  regex = r"encoder/prompt/prompt|encoder/layers_\d+/pre_mlp_layer_norm/scale"
+  _, before, changed = _setup(regex)
+  want = sorted(k for k in before if k == PROMPT_PATH or
+                (k.startswith("encoder/layers_") and k.endswith("pre_mlp_layer_norm/scale")))
+  assert len(want) == 3 and changed == want
+
+
+def test_bad_inputs_fail_before_anything_is_written(tmp_path):
+  with pytest.raises(ValueError, match="INITIAL_CHECKPOINT_PATH"):
+    _train(tmp_path / "a", initial_checkpoint_path=str(tmp_path / "nope"))
+  with pytest.raises(ValueError, match="MIXTURE_OR_TASK_NAME='taskless_demo_majorty'.*closest"):
+    _train(tmp_path / "b", mixture_or_task_name="taskless_demo_majorty")
+  with pytest.raises(ValueError, match="3 CLASS_LABELS"):
+    _train(tmp_path / "c", prompt_length=2, prompt_init=initializers.class_labels(
+        ["animal", "color", "dog"], demo_tasks.demo_vocabulary()))
+  np.save(tmp_path / "p.npy", np.zeros((3, 64), np.float32))
+  with pytest.raises(ValueError, match=r"prompt has shape \(3, 64\); expected"):
+    _train(tmp_path / "d", prompt_init=initializers.from_file(str(tmp_path / "p.npy")))
+  for name in "abcd":
+    assert not os.path.exists(tmp_path / name / "checkpoint_0")
+
+
+def test_non_finite_loss_stops_and_names_the_steps(tmp_path):
+  nan_after_10 = optax.chain(optim.paper_adafactor(), optax.inject_hyperparams(
+      lambda scale: optax.scale(scale))(
+          scale=lambda count: jnp.where(count >= 10, jnp.nan, 1.0)))
+  with pytest.raises(FloatingPointError, match=r"non-finite loss between steps 1[1-9] and 20"):
+    _train(tmp_path, optimizer=nan_after_10, train_steps=40, eval_period=0,
+           checkpoint_period=10)
+  last = os.path.join(tmp_path, "numpy_checkpoints", "checkpoint_10",
+                      partition.npy_name(PROMPT_PATH))
+  assert np.all(np.isfinite(np.load(last)))
+  assert not os.path.exists(os.path.join(tmp_path, "checkpoint_20"))
+
+
+def _cli(model_dir, steps=30):
+  return [sys.executable, "-m", "prompt_tuning.train.main", "--gin_file=runs/demo.gin",
+          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
+          "--gin.EVAL_PERIOD=0", "--gin.BATCH_SIZE=8", "--gin.DROPOUT_RATE=0.1",
+          "--gin.loop.train.checkpoint_period=5"]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_ends_with_the_same_prompt(tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  done = subprocess.run(_cli(straight), env=env, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-3000:]
+  proc = subprocess.Popen(_cli(killed), env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while not (killed / "checkpoint_10").exists() and proc.poll() is None:
+    assert time.time() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (killed / "checkpoint_30").exists(), "the run finished before the kill"
+  subprocess.run(_cli(killed), check=True, env=env, capture_output=True)
+  name = partition.npy_name(PROMPT_PATH)
+  a = np.load(straight / "numpy_checkpoints" / "checkpoint_30" / name)
+  b = np.load(killed / "numpy_checkpoints" / "checkpoint_30" / name)
+  np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  assert (killed / "config.gin").read_text().count("TRAIN_STEPS") >= 1
