@@ -1,0 +1,202 @@
+"""Loss, optimizer, train step, partition and run checkpoints, on toys with hand-made answers."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from prompt_tuning.models import Transformer, get_config, init_params
+from prompt_tuning.prompts.prompt import PROMPT_PATH
+from prompt_tuning.train import checkpoints_io, optim, partition, step as step_lib
+from prompt_tuning.train.state import TrainState
+
+LOGITS = np.array([[[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 3.0, -2.0], [1.0, 1.0, 1.0, 1.0]]],
+                  np.float32)  # [B=1, T=3, V=4]
+TARGETS = np.array([[0, 2, 1]], np.int32)
+WEIGHTS = np.array([[1, 1, 0]], np.float32)  # the last position is padding
+
+
+def _log_softmax(x):
+  z = np.log(np.sum(np.exp(x), axis=-1, keepdims=True))
+  return x - z, z[..., 0]
+
+
+def test_cross_entropy_sums_tokens_with_z_loss_as_t5x():
+  lp, log_z = _log_softmax(LOGITS)
+  nll = -lp[0, [0, 1], TARGETS[0, :2]]
+  want_z = 1e-4 * np.sum(log_z[0, :2] ** 2)
+  loss, m = jax.jit(step_lib.cross_entropy, static_argnums=3)(
+      LOGITS, TARGETS, WEIGHTS, step_lib.LossConfig(z_loss=1e-4))
+  np.testing.assert_allclose(loss, nll.sum() + want_z, rtol=1e-6)
+  np.testing.assert_allclose(m["z_loss"], want_z, rtol=1e-6)
+  np.testing.assert_allclose(m["cross_entropy"], nll.sum(), rtol=1e-6)
+  assert float(m["num_tokens"]) == 2.0 and float(m["accuracy"]) == 2.0
+  per_token, _ = step_lib.cross_entropy(
+      LOGITS, TARGETS, WEIGHTS, step_lib.LossConfig(0.0, 0.0, "NUM_REAL_TARGET_TOKENS"))
+  np.testing.assert_allclose(per_token, nll.mean(), rtol=1e-6)
+  per_seq, _ = step_lib.cross_entropy(
+      LOGITS, TARGETS, WEIGHTS, step_lib.LossConfig(0.0, 0.0, "AVERAGE_PER_SEQUENCE"))
+  np.testing.assert_allclose(per_seq, nll.mean(), rtol=1e-6)
+  constant, _ = step_lib.cross_entropy(LOGITS, TARGETS, WEIGHTS,
+                                       step_lib.LossConfig(0.0, 0.0, 4.0))
+  np.testing.assert_allclose(constant, nll.sum() / 4.0, rtol=1e-6)
+
+
+def test_label_smoothing_is_soft_target_cross_entropy_minus_its_entropy():
+  ls, v = 0.1, 4
+  lp, _ = _log_softmax(LOGITS)
+  soft = np.full((1, 3, v), ls / (v - 1))
+  soft[0, np.arange(3), TARGETS[0]] = 1 - ls
+  entropy = -np.sum(soft[0, 0] * np.log(soft[0, 0]))
+  want = np.sum((-(soft * lp).sum(-1) - entropy) * WEIGHTS)
+  loss, _ = step_lib.cross_entropy(LOGITS, TARGETS, WEIGHTS,
+                                   step_lib.LossConfig(z_loss=0.0, label_smoothing=ls))
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  with pytest.raises(ValueError, match="loss_normalizing_factor='TOKENS'"):
+    step_lib.LossConfig(loss_normalizing_factor="TOKENS")
+
+
+def _t5x_adafactor(param, grads, lr=0.3, decay=0.8, offset=0, wd=1e-5, clip=1.0):
+  """T5X's unfactored Adafactor (no momentum, no parameter scaling), in numpy."""
+  v = np.zeros_like(param)
+  for t, g in enumerate(grads):
+    beta2 = 1.0 - (t + offset + 1.0) ** -decay
+    v = beta2 * v + (1.0 - beta2) * (g * g + 1e-30)
+    y = g / np.sqrt(v)
+    y = y / max(1.0, np.sqrt(np.mean(y * y)) / clip)
+    param = (1.0 - wd) * param - lr * y
+  return param
+
+
+@pytest.mark.parametrize("offset", [0, 1_100_000])
+def test_paper_adafactor_matches_t5x_update_rule(offset):
+  rng = np.random.RandomState(0)
+  param = rng.randn(150, 8).astype(np.float32)  # 150 >= 128 rows: still not factored
+  grads = [rng.randn(150, 8).astype(np.float32) * s for s in (1.0, 0.1, 3.0, 0.5)]
+  tx = optim.paper_adafactor(step_offset=offset)
+  p, state = jnp.asarray(param), tx.init(jnp.asarray(param))
+  update = jax.jit(tx.update)
+  for g in grads:
+    u, state = update(jnp.asarray(g), state, p)
+    p = optax.apply_updates(p, u)
+  np.testing.assert_allclose(p, _t5x_adafactor(param, grads, offset=offset),
+                             rtol=2e-5, atol=2e-6)
+
+
+def test_step_offset_changes_the_updates():
+  param, g = jnp.ones((4, 4)), jnp.linspace(-1.0, 1.0, 16).reshape(4, 4)
+  out = []
+  for offset in (0, 1_100_000):
+    tx = optim.paper_adafactor(step_offset=offset)
+    state = tx.init(param)
+    for scale in (1.0, 0.1):
+      u, state = tx.update(g * scale, state, param)
+    out.append(np.asarray(u))
+  assert not np.allclose(out[0], out[1])
+
+
+def test_factored_adafactor_never_factors_the_prompt():
+  params = {"encoder": {"prompt": {"prompt": jnp.ones((200, 256))}},
+            "decoder": {"logits_dense": {"kernel": jnp.ones((256, 300))}}}
+  state = optim.paper_adafactor(factored=True).init(params)
+  shapes = {k: v.shape for k, v in checkpoints_io.flatten_state(state).items()}
+  assert shapes["inner_states/unfactored/inner_state/0/v/encoder/prompt/prompt"] == (200, 256)
+  assert shapes["inner_states/factored/inner_state/0/v_row/decoder/logits_dense/kernel"] == (256,)
+  assert shapes["inner_states/factored/inner_state/0/v/decoder/logits_dense/kernel"] == (1,)
+
+
+def test_split_and_merge_by_regex():
+  params = {"encoder": {"prompt": {"prompt": 1}, "encoder_norm": {"scale": 2}},
+            "decoder": {"decoder_norm": {"scale": 3}}}
+  trainable, frozen = partition.split(params)
+  assert partition.flatten(trainable) == {PROMPT_PATH: 1}
+  assert partition.merge(trainable, frozen) == params
+  trainable, _ = partition.split(params, r".*_norm/scale")
+  assert sorted(partition.flatten(trainable)) == ["decoder/decoder_norm/scale",
+                                                  "encoder/encoder_norm/scale"]
+  with pytest.raises(ValueError, match="matches no parameter"):
+    partition.split(params, "encoder/prompt")  # fullmatch: a prefix is not enough
+
+
+CONFIG = get_config("tiny", prompt_length=3, dropout_rate=0.5)
+
+
+def _toy_step():
+  params = init_params(CONFIG, jax.random.PRNGKey(0))
+  trainable, frozen = partition.split(params)
+  tx = optim.paper_adafactor()
+  state = TrainState.create(trainable, tx, jax.random.PRNGKey(1))
+  rng = np.random.RandomState(0)
+  targets = rng.randint(2, 64, (2, 4)).astype(np.int32)
+  batch = {"encoder_input_tokens": rng.randint(2, 64, (2, 5)).astype(np.int32),
+           "decoder_target_tokens": targets,
+           "decoder_input_tokens": np.pad(targets[:, :-1], [(0, 0), (1, 0)]),
+           "decoder_loss_weights": np.ones((2, 4), np.int32)}
+  return state, frozen, batch, step_lib.jit_train_step(Transformer(CONFIG), tx,
+                                                       step_lib.LossConfig())
+
+
+def test_train_step_is_deterministic_and_folds_the_step_into_the_dropout_key():
+  state, frozen, batch, train_step = _toy_step()
+  copy = lambda s: jax.tree.map(jnp.array, s)  # the step donates its state argument
+  a, ma = train_step(copy(state), frozen, batch)
+  b, mb = train_step(copy(state), frozen, batch)
+  assert int(a.step) == 1 and float(ma["loss"]) == float(mb["loss"])
+  np.testing.assert_array_equal(a.trainable["encoder"]["prompt"]["prompt"],
+                                b.trainable["encoder"]["prompt"]["prompt"])
+  assert not np.array_equal(a.trainable["encoder"]["prompt"]["prompt"],
+                            state.trainable["encoder"]["prompt"]["prompt"])
+  # Same params and batch at another step number: another dropout mask, another loss.
+  _, mc = train_step(copy(state).replace(step=jnp.asarray(5, jnp.int32)), frozen, batch)
+  assert float(mc["loss"]) != float(ma["loss"])
+
+
+def test_gradient_is_taken_for_the_trainable_subtree_only():
+  state, frozen, batch, _ = _toy_step()
+  jaxpr = jax.make_jaxpr(jax.grad(lambda t: step_lib.loss_fn(
+      t, frozen, batch, None, model=Transformer(CONFIG),
+      loss_cfg=step_lib.LossConfig())[0]))(state.trainable)
+  out_shapes = [v.aval.shape for v in jaxpr.jaxpr.outvars]
+  assert out_shapes == [(3, 16)]  # one gradient: the [P, D] prompt
+
+
+def _state(prompt_length=3):
+  trainable = {"encoder": {"prompt": {"prompt": jnp.arange(prompt_length * 4.0).reshape(
+      prompt_length, 4)}}}
+  return TrainState.create(trainable, optim.paper_adafactor(), jax.random.PRNGKey(7))
+
+
+def test_checkpoint_round_trip_keep_policy_and_npy_export(tmp_path):
+  ckpt = checkpoints_io.Checkpointer(str(tmp_path), keep=2)
+  state = _state()
+  for step in (1, 2, 3):
+    ckpt.save(step, state.replace(step=jnp.asarray(step, jnp.int32)), {"step": step})
+  assert ckpt.all_steps() == [2, 3]
+  restored, meta = ckpt.restore(_state())
+  assert meta == {"step": 3} and int(restored.step) == 3
+  for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state)):
+    if np.shape(a):
+      np.testing.assert_array_equal(a, b)
+  name = partition.npy_name(PROMPT_PATH)
+  for step in (1, 2, 3):  # the small .npy exports are all kept
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "numpy_checkpoints" / f"checkpoint_{step}" / name),
+        state.trainable["encoder"]["prompt"]["prompt"])
+  ckpt.close()
+  with pytest.raises(ValueError, match=r"prompt/prompt: \(3, 4\), expected \(5, 4\)"):
+    checkpoints_io.Checkpointer(str(tmp_path), keep=2).restore(_state(5))
+
+
+def test_best_prompt_swap_is_atomic_and_recovers(tmp_path):
+  ckpt = checkpoints_io.Checkpointer(str(tmp_path))
+  ckpt.save_best(_state().trainable, {"step": 10, "value": 50.0})
+  ckpt.save_best(_state().trainable, {"step": 20, "value": 60.0})
+  assert ckpt.load_best()["step"] == 20
+  assert sorted(os.listdir(tmp_path / "best")) == ["best.json", partition.npy_name(PROMPT_PATH)]
+  # A kill between the two renames leaves only best.old: the next run restores it.
+  os.replace(tmp_path / "best", tmp_path / "best.old")
+  assert json.loads((tmp_path / "best.old" / "best.json").read_text())["step"] == 20
+  assert checkpoints_io.Checkpointer(str(tmp_path)).load_best()["step"] == 20
