@@ -6,13 +6,14 @@ task's `metric_fns`, after its `postprocess_fn`) and scores the targets (for
 its `score_metric_fns`, e.g. rank classification), exactly as T5X's
 `infer_eval` does. It also reports the teacher-forced validation loss.
 
-`main(argv)` evaluates a saved prompt: the same gin files as training plus
-EVAL_CHECKPOINT ("best", "latest", a step, or a `.npy` prompt file).
+`evaluate_prompt(...)` (and `prompt-tuning eval`, configs/runs/prompt_eval.gin)
+evaluates a saved prompt without training: the run's gin files plus
+EVAL_CHECKPOINT ("best", "latest" or a step) or EVAL_PROMPT_FILE (a `.npy`).
 """
 import json
 import math
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ import numpy as np
 import seqio
 
 from prompt_tuning.models import Transformer
+from prompt_tuning.prompts.prompt import PROMPT_PATH
 from prompt_tuning.train import inputs, partition, step as step_lib
 
 Params = Any
@@ -77,6 +79,8 @@ class Evaluator:
       raise ValueError(f"{mixture_or_task_name}: sub-tasks use different EOS ids "
                        f"{sorted(eos_ids)}; expected one.")
     self.eos_id = eos_ids.pop() if eos_ids else 1
+    if log_dir:
+      os.makedirs(log_dir, exist_ok=True)  # seqio's JSONLogger expects it
     self._seqio = seqio.Evaluator(
         mixture_or_task_name, seqio.EncDecFeatureConverter(pack=False), eval_split=split,
         sequence_length=dict(task_feature_lengths), num_examples=num_examples,
@@ -176,6 +180,109 @@ def write_json(path: str, payload: Mapping) -> None:
   with open(tmp, "w") as f:
     json.dump(payload, f, indent=1, sort_keys=True)
   os.replace(tmp, path)
+
+
+def load_trainable(model_dir: Optional[str] = None, checkpoint: Union[str, int] = "best",
+                   prompt_file: Optional[str] = None) -> tuple[dict, str]:
+  """Reads a run's saved trainable params from their `.npy` exports.
+
+  Args:
+    model_dir: a run's MODEL_DIR.
+    checkpoint: "best" (MODEL_DIR/best), "latest" (the newest
+      numpy_checkpoints/checkpoint_<step>) or a step number.
+    prompt_file: a single [P, D] `.npy` prompt instead (e.g. one shared by
+      others); it takes precedence over `model_dir`.
+
+  Returns:
+    (flat {param path: array}, the directory or file read).
+  """
+  if prompt_file:
+    if not os.path.isfile(prompt_file):
+      raise ValueError(f"EVAL_PROMPT_FILE={prompt_file!r}: no such file.")
+    return {PROMPT_PATH: np.load(prompt_file, allow_pickle=False)}, prompt_file
+  if not model_dir or not os.path.isdir(model_dir):
+    raise ValueError(f"MODEL_DIR={model_dir!r} is not a directory; expected a prompt-tuning "
+                     "run (or set EVAL_PROMPT_FILE).")
+  numpy_dir = os.path.join(model_dir, "numpy_checkpoints")
+  steps = sorted(int(d.split("_")[-1]) for d in os.listdir(numpy_dir)
+                 if d.startswith("checkpoint_")) if os.path.isdir(numpy_dir) else []
+  if checkpoint == "best":
+    where = os.path.join(model_dir, "best")
+  elif checkpoint == "latest":
+    if not steps:
+      raise ValueError(f"{numpy_dir}: no checkpoint_<step> prompts to evaluate.")
+    where = os.path.join(numpy_dir, f"checkpoint_{steps[-1]}")
+  else:
+    where = os.path.join(numpy_dir, f"checkpoint_{int(checkpoint)}")
+  if not os.path.isdir(where):
+    raise ValueError(f"EVAL_CHECKPOINT={checkpoint!r}: {where} does not exist; saved steps: "
+                     f"{steps}{', and best/' if os.path.isdir(os.path.join(model_dir, 'best')) else ''}.")
+  flat = {name[:-len(".npy")].replace(".", "/"): np.load(os.path.join(where, name))
+          for name in sorted(os.listdir(where)) if name.endswith(".npy")}
+  if not flat:
+    raise ValueError(f"{where} holds no .npy params.")
+  return flat, where
+
+
+def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
+                    initial_checkpoint_path: str, model_dir: Optional[str] = None,
+                    checkpoint: Union[str, int] = "best", prompt_file: Optional[str] = None,
+                    model_config=None, prompt_combine: str = "prefix", batch_size: int = 32,
+                    split: str = "validation", num_examples: Optional[int] = None,
+                    frozen_params_dtype: str = "float32", output_dir: Optional[str] = None,
+                    register_tasks: Optional[Callable[[], Any]] = None) -> dict:
+  """Evaluates a saved prompt on a split with the task's metrics (no training).
+
+  Args:
+    mixture_or_task_name, task_feature_lengths, initial_checkpoint_path,
+      model_config, prompt_combine, frozen_params_dtype, register_tasks: as
+      for `loop.train` (use the run's values).
+    model_dir, checkpoint, prompt_file: where the prompt comes from; see
+      `load_trainable`. P is read from the prompt itself.
+    batch_size: examples per decode call.
+    split: the split to evaluate ("validation", "test", ...).
+    num_examples: the first N examples only.
+    output_dir: where `eval_<split>_<checkpoint>.json` and seqio's predictions go
+      (default MODEL_DIR/eval, or next to the prompt file).
+
+  Returns:
+    {"<task>/<metric>": value, ...}; also written as JSON to `output_dir`.
+  """
+  from prompt_tuning.train import frozen as frozen_lib  # pylint: disable=import-outside-toplevel
+  if register_tasks is not None:
+    register_tasks()
+  inputs.get_task(mixture_or_task_name)
+  flat, source = load_trainable(model_dir, checkpoint, prompt_file)
+  if PROMPT_PATH not in flat or np.ndim(flat[PROMPT_PATH]) != 2:
+    raise ValueError(f"{source}: expected a [P, D] prompt ({PROMPT_PATH}); found "
+                     f"{ {k: np.shape(v) for k, v in flat.items()} }.")
+  config, frozen = frozen_lib.load_model(
+      initial_checkpoint_path, model_config, prompt_length=int(flat[PROMPT_PATH].shape[0]),
+      prompt_combine=prompt_combine, dropout_rate=0.0)
+  frozen_flat = partition.flatten(frozen)
+  unknown = sorted(set(flat) - set(frozen_flat) - {PROMPT_PATH})
+  if unknown:
+    raise ValueError(f"{source}: params {unknown} are not in the model.")
+  if flat[PROMPT_PATH].shape[1] != config.emb_dim:
+    raise ValueError(f"{source}: prompt has shape {flat[PROMPT_PATH].shape}; expected "
+                     f"(P, d_model={config.emb_dim}).")
+  for path in flat:  # params trained besides the prompt replace the pretrained ones
+    frozen_flat.pop(path, None)
+  trainable = partition.unflatten({k: jnp.asarray(v, jnp.float32) for k, v in flat.items()})
+  frozen = frozen_lib.cast_frozen(partition.unflatten(frozen_flat), frozen_params_dtype)
+  name = f"eval_{split}_{os.path.basename(str(prompt_file)) if prompt_file else checkpoint}"
+  output_dir = output_dir or (os.path.join(model_dir, "eval") if model_dir and not prompt_file
+                              else os.path.dirname(os.path.abspath(prompt_file)))
+  os.makedirs(output_dir, exist_ok=True)
+  evaluator = Evaluator(Transformer(config), mixture_or_task_name, task_feature_lengths,
+                        batch_size, split=split, num_examples=num_examples,
+                        log_dir=os.path.join(output_dir, name))
+  if not evaluator.has_tasks:
+    raise ValueError(f"{mixture_or_task_name} has no {split!r} split with metric functions.")
+  results = evaluator.evaluate(trainable, frozen, step=0)
+  write_json(os.path.join(output_dir, f"{name}.json"),
+             {"source": source, "split": split, "metrics": results})
+  return results
 
 
 def main(argv=None) -> int:

@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from typing import Optional
 
 from prompt_tuning import paths
@@ -71,6 +72,22 @@ def setup_gin(args: argparse.Namespace) -> None:
     seqio.set_tfds_data_dir_override(args.tfds_data_dir)
 
 
+def _save_config(model_dir: str, config_str: str) -> str:
+  """Saves the resolved gin config before running, so a failed run still says how it
+  was made; never overwrites another run's config.gin (a different one goes to
+  config_<UTC time>.gin beside it)."""
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, "config.gin")
+  if os.path.exists(path):
+    with open(path) as f:
+      if f.read() == config_str:
+        return path
+    path = os.path.join(model_dir, time.strftime("config_%Y%m%d_%H%M%S.gin", time.gmtime()))
+  with open(path, "w") as f:
+    f.write(config_str)
+  return path
+
+
 def run_train(argv, progress: bool = True) -> "loop.TrainResult":  # noqa: F821
   """Parses flags and gin, runs the gin-configured `loop.train`, saves config.gin."""
   import gin  # pylint: disable=import-outside-toplevel
@@ -81,11 +98,8 @@ def run_train(argv, progress: bool = True) -> "loop.TrainResult":  # noqa: F821
   if not isinstance(model_dir, str) or not model_dir:
     raise ValueError(f"MODEL_DIR={model_dir!r}; expected a directory, e.g. "
                      "--gin.MODEL_DIR=\"'/tmp/run'\".")
-  os.makedirs(model_dir, exist_ok=True)
-  # Save what was asked for before running: a failed run still says how it was made.
   config_str = gin.config_str()
-  with open(os.path.join(model_dir, "config.gin"), "w") as f:
-    f.write(config_str)
+  _save_config(model_dir, config_str)
   result = configured(gin_config=config_str, progress=progress)
   with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
     f.write(gin.operative_config_str())
@@ -101,6 +115,18 @@ def main(argv: Optional[list] = None) -> int:
     print(f"best {result.best['metric']} = {result.best['value']:.4g} at step "
           f"{result.best['step']}")
   print(f"prompt: {result.prompt_path}")
+  return 0
+
+
+def main_eval(argv: Optional[list] = None) -> int:
+  """`prompt-tuning eval`: the run's gin files + runs/prompt_eval.gin -> metrics."""
+  import gin  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.train import evaluate  # pylint: disable=import-outside-toplevel
+  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+  setup_gin(parse_flags(sys.argv[1:] if argv is None else argv))
+  results = gin.get_configurable(evaluate.evaluate_prompt)()
+  for name, value in sorted(results.items()):
+    print(f"{name}: {value:.4g}")
   return 0
 
 

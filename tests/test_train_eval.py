@@ -1,0 +1,85 @@
+"""`prompt-tuning eval` / `evaluate_prompt`: a saved prompt scores what the run scored."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from prompt_tuning import paths
+from prompt_tuning.demo import tasks as demo_tasks
+from prompt_tuning.prompts import initializers
+from prompt_tuning.prompts.prompt import PROMPT_PATH
+from prompt_tuning.train import evaluate, loop, main as train_main, partition
+
+TASK = "taskless_demo_majority"
+LENGTHS = {"inputs": 16, "targets": 8}
+
+
+def _register():
+  demo_tasks.register_demo_tasks(demo_tasks.demo_vocabulary())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  return loop.train(
+      model_dir=str(tmp_path_factory.mktemp("run")), mixture_or_task_name=TASK,
+      task_feature_lengths=LENGTHS, train_steps=20, batch_size=16,
+      initial_checkpoint_path=paths.demo_model_dir(), prompt_length=4,
+      prompt_init=initializers.sampled_vocab(100), eval_period=10, eval_num_examples=48,
+      eval_batch_size=16, register_tasks=_register, progress=False, log_period=10)
+
+
+def _eval_flags(model_dir, *extra):
+  return ["--gin_file=runs/demo.gin", "--gin_file=runs/prompt_eval.gin",
+          f"--gin.MODEL_DIR='{model_dir}'", "--gin.PROMPT_LENGTH=4", "--gin.BATCH_SIZE=16",
+          "--gin.evaluate.evaluate_prompt.num_examples=48", *extra]
+
+
+def test_cli_eval_of_the_best_prompt_reproduces_the_runs_best_metrics(run, capsys):
+  assert train_main.main_eval(_eval_flags(run.model_dir)) == 0
+  printed = capsys.readouterr().out
+  saved = json.load(open(os.path.join(run.model_dir, "eval", "eval_validation_best.json")))
+  key = run.best["metric"]
+  assert saved["metrics"][key] == pytest.approx(run.best["value"], abs=1e-9)
+  assert f"{key}: " in printed
+  assert saved["source"] == os.path.join(run.model_dir, "best")
+
+
+def test_eval_of_a_step_and_of_a_prompt_file(run, tmp_path):
+  at_10 = next(r for r in run.history if r["kind"] == "eval" and r["step"] == 10)
+  kwargs = dict(mixture_or_task_name=TASK, task_feature_lengths=LENGTHS,
+                initial_checkpoint_path=paths.demo_model_dir(), batch_size=16,
+                num_examples=48, register_tasks=_register)
+  by_step = evaluate.evaluate_prompt(model_dir=run.model_dir, checkpoint=10, **kwargs)
+  key = f"{TASK}/accuracy"
+  assert by_step[key] == pytest.approx(at_10[key], abs=1e-9)
+  npy = os.path.join(run.model_dir, "numpy_checkpoints", "checkpoint_10",
+                     partition.npy_name(PROMPT_PATH))
+  by_file = evaluate.evaluate_prompt(prompt_file=npy, output_dir=str(tmp_path), **kwargs)
+  assert by_file[key] == by_step[key]
+  assert os.path.isfile(tmp_path / f"eval_validation_{os.path.basename(npy)}.json")
+
+
+def test_eval_errors_name_what_is_missing(run, tmp_path):
+  with pytest.raises(ValueError, match=r"EVAL_CHECKPOINT=7: .* saved steps: \[10, 20\]"):
+    evaluate.load_trainable(run.model_dir, 7)
+  with pytest.raises(ValueError, match="EVAL_PROMPT_FILE='nope.npy': no such file"):
+    evaluate.load_trainable(prompt_file="nope.npy")
+  with pytest.raises(ValueError, match="is not a directory"):
+    evaluate.load_trainable(str(tmp_path / "missing"))
+  np.save(tmp_path / "wide.npy", np.zeros((4, 7), np.float32))
+  with pytest.raises(ValueError, match=r"prompt has shape \(4, 7\); expected \(P, d_model=64\)"):
+    evaluate.evaluate_prompt(
+        mixture_or_task_name=TASK, task_feature_lengths=LENGTHS, register_tasks=_register,
+        initial_checkpoint_path=paths.demo_model_dir(), prompt_file=str(tmp_path / "wide.npy"))
+
+
+def test_a_failing_command_does_not_overwrite_a_runs_config(run):
+  path = os.path.join(run.model_dir, "config.gin")
+  with open(path, "w") as f:
+    f.write("# the good run's config\n")
+  with pytest.raises(ValueError, match="MIXTURE_OR_TASK_NAME='no_such_task'"):
+    train_main.run_train(["--gin_file=runs/demo.gin", f"--gin.MODEL_DIR='{run.model_dir}'",
+                          "--gin.MIXTURE_OR_TASK_NAME='no_such_task'"], progress=False)
+  assert open(path).read() == "# the good run's config\n"
+  assert any(n.startswith("config_") and n.endswith(".gin") for n in os.listdir(run.model_dir))
