@@ -6,7 +6,17 @@ import re
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 _PATH = re.compile(r"(?<![\w/.$-])((?:configs|notebooks|benchmarks|prompt_tuning|tests|\.ci)"
-                   r"/[\w./-]*[\w-])")
+                   r"/[\w./{},-]*[\w}-])")
+_GIN = re.compile(r"((?:configs/)?(?:models|prompts|runs)/[\w{},]+\.gin)")
+
+
+def _expand(path):
+  """Shell brace expansion: "a_{x,y}.gin" -> ["a_x.gin", "a_y.gin"]."""
+  m = re.search(r"\{([^{}]*)\}", path)
+  if not m:
+    return [path]
+  return [q for alt in m.group(1).split(",")
+          for q in _expand(path[:m.start()] + alt + path[m.end():])]
 
 
 def _code_blocks(text):
@@ -14,7 +24,7 @@ def _code_blocks(text):
 
 
 def test_every_repo_path_in_the_readme_exists():
-  paths = sorted(set(_PATH.findall(README)))
+  paths = sorted({q for p in _PATH.findall(README) for q in _expand(p)})
   assert paths, "README names no repo paths: is the regex broken?"
   missing = [p for p in paths if not os.path.exists(os.path.join(ROOT, p))]
   assert not missing, f"README names paths that do not exist: {missing}"
@@ -33,7 +43,7 @@ def test_readme_opens_with_the_two_setup_commands_ci_runs():
 
 
 def test_every_gin_file_named_in_the_readme_is_in_configs():
-  names = set(re.findall(r"([\w/]+\.gin)", README))
+  names = {q for p in _GIN.findall(README) for q in _expand(p)}
   assert names
   for name in names:
     rel = name if name.startswith("configs/") else os.path.join("configs", name)
