@@ -1,0 +1,108 @@
+"""Scoring for the T5 encoder-decoder: T5X `score_batch` and rank classification.
+
+`score` sums target-token log-probs per example (no length normalisation);
+`score_options` scores C candidate targets per example with one encoder pass;
+`rank_classify` takes their argmax. Pure and jittable.
+
+Dimension letters: B batch, L encoder input length, S encoder output length,
+T target length, V vocab, C options.
+"""
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from prompt_tuning.models.t5 import Transformer
+
+Array = jax.Array
+Params = Any
+
+
+def _encode(model: Transformer, params: Params, encoder_input_tokens: Array):
+  """[B, L] ids -> ([B, S, D] encodings, [B, S] mask), soft prompt included."""
+  return model.apply({"params": params}, encoder_input_tokens, method="encode")
+
+
+
+def _sequence_log_probs(logits: Array, targets: Array, weights: Array) -> Array:
+  """[B, T, V] logits, [B, T] targets and weights -> [B] weighted log-prob sums."""
+  logits = logits.astype(jnp.float32)
+  target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  token_log_probs = target_logits - jax.nn.logsumexp(logits, axis=-1)
+  return jnp.sum(token_log_probs * weights, axis=-1)
+
+
+def score(model: Transformer, params: Params, batch: Mapping[str, Array]) -> Array:
+  """Per-example log-likelihood of the targets, as T5X's `score_batch`.
+
+  Args:
+    model: the `Transformer`.
+    params: its params.
+    batch: [B, L] `encoder_input_tokens`, [B, T] `decoder_input_tokens`
+      (targets shifted right, start 0) and `decoder_target_tokens` (0 =
+      padding). `decoder_loss_weights` [B, T], if present, weights the tokens
+      as in T5X; otherwise a token counts when its target is not 0.
+
+  Returns:
+    [B] float32 sums of target-token log-probs (no length normalisation).
+  """
+  targets = batch["decoder_target_tokens"]
+  logits = model.apply({"params": params}, batch["encoder_input_tokens"],
+                       batch["decoder_input_tokens"], targets)
+  weights = batch.get("decoder_loss_weights")
+  if weights is None:
+    weights = targets > 0
+  return _sequence_log_probs(logits, targets, weights.astype(jnp.float32))
+
+
+def _shift_right(targets: Array) -> Array:
+  """[N, T] targets -> decoder inputs: start token 0, then targets[:, :-1]."""
+  return jnp.pad(targets, ((0, 0), (1, 0)))[:, :-1]
+
+
+def score_options(model: Transformer, params: Params, encoder_input_tokens: Array,
+                  option_targets: Array) -> Array:
+  """Scores C candidate targets per example with one encoder pass per example.
+
+  Rank classification: the encodings are computed once and tiled over the
+  options; each option is scored as `score` would score it.
+
+  Args:
+    model: the `Transformer`.
+    params: its params.
+    encoder_input_tokens: [B, L] ids, 0 = padding.
+    option_targets: [B, C, T] target ids per example, or [C, T] shared by all
+      examples; 0 = padding (e.g. after EOS).
+
+  Returns:
+    [B, C] float32 sums of target-token log-probs.
+  """
+  batch = encoder_input_tokens.shape[0]
+  if option_targets.ndim == 2:
+    option_targets = jnp.broadcast_to(option_targets, (batch,) + option_targets.shape)
+  if option_targets.ndim != 3 or option_targets.shape[0] != batch:
+    raise ValueError(f"option_targets has shape {option_targets.shape}; expected "
+                     f"[batch={batch}, options, length] or [options, length].")
+  _, num_options, length = option_targets.shape
+  encoded, encoder_mask = _encode(model, params, encoder_input_tokens)
+  # [B, S, D] -> [B * C, S, D]: row b * C + c is option c of example b.
+  encoded = jnp.repeat(encoded, num_options, axis=0)
+  encoder_mask = jnp.repeat(encoder_mask, num_options, axis=0)
+  targets = option_targets.reshape(batch * num_options, length)
+  logits = model.apply({"params": params}, encoded, encoder_mask, _shift_right(targets),
+                       targets, method="decode")
+  scores = _sequence_log_probs(logits, targets, (targets > 0).astype(jnp.float32))
+  return scores.reshape(batch, num_options)
+
+
+def rank_classify(model: Transformer, params: Params, encoder_input_tokens: Array,
+                  option_targets: Array) -> tuple[Array, Array]:
+  """Picks the most likely option per example.
+
+  Args: as `score_options`.
+
+  Returns:
+    ([B] int32 index of the best option, [B, C] scores).
+  """
+  scores = score_options(model, params, encoder_input_tokens, option_targets)
+  return jnp.argmax(scores, axis=-1).astype(jnp.int32), scores
