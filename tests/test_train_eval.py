@@ -83,3 +83,19 @@ def test_a_failing_command_does_not_overwrite_a_runs_config(run):
                           "--gin.MIXTURE_OR_TASK_NAME='no_such_task'"], progress=False)
   assert open(path).read() == "# the good run's config\n"
   assert any(n.startswith("config_") and n.endswith(".gin") for n in os.listdir(run.model_dir))
+
+
+def test_resume_drops_records_logged_after_the_last_checkpoint(tmp_path):
+  kwargs = dict(model_dir=str(tmp_path), mixture_or_task_name=TASK,
+                task_feature_lengths=LENGTHS, batch_size=8,
+                initial_checkpoint_path=paths.demo_model_dir(), prompt_length=4,
+                prompt_init=initializers.sampled_vocab(100), eval_period=0,
+                checkpoint_period=10, register_tasks=_register, progress=False,
+                log_period=5)
+  loop.train(train_steps=10, **kwargs)
+  with open(tmp_path / loop.METRICS_FILE, "a") as f:  # as if killed at step 15
+    f.write(json.dumps({"step": 15, "kind": "train", "loss": -1.0}) + "\n")
+  result = loop.train(train_steps=20, **kwargs)
+  steps = [r["step"] for r in map(json.loads, open(tmp_path / loop.METRICS_FILE))]
+  assert steps == [5, 10, 15, 20]
+  assert all(r["loss"] > 0 for r in result.history)

@@ -55,11 +55,22 @@ class TrainResult:
 class _Logger:
   """JSONL + TensorBoard (tensorboardX) writers in MODEL_DIR."""
 
-  def __init__(self, model_dir: str):
+  def __init__(self, model_dir: str, start_step: int = 0):
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
     self.path = os.path.join(model_dir, METRICS_FILE)
-    self._writers = {k: SummaryWriter(os.path.join(model_dir, k)) for k in ("train", "eval")}
+    # A killed run may have logged steps after its last checkpoint; they are
+    # trained again now, so their records go (TensorBoard: purge_step).
     self.history = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+      self.history = [r for r in records if r["step"] <= start_step]
+      with open(self.path + ".tmp", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in self.history)
+      os.replace(self.path + ".tmp", self.path)
+    purge = start_step + 1 if start_step else None
+    self._writers = {k: SummaryWriter(os.path.join(model_dir, k), purge_step=purge)
+                     for k in ("train", "eval")}
 
   def write(self, kind: str, step: int, metrics: Mapping[str, float]):
     record = {"step": int(step), "kind": kind, **{k: float(v) for k, v in metrics.items()}}
@@ -199,7 +210,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
 
   # ------------------------------------------------------------------- jit
   train_step = step_lib.jit_train_step(model, tx, loss_config)
-  logger = _Logger(model_dir)
+  logger = _Logger(model_dir, start_step)
   best = checkpointer.load_best()
   last_eval: dict = {}
 
@@ -255,12 +266,14 @@ def train(*, model_dir: str, mixture_or_task_name: str,
       bar.set_postfix(loss=f"{record['loss']:.4g}", steps_s=f"{n / elapsed:.2f}",
                       tok_s=f"{tokens / elapsed:.0f}")
       sums, tokens, window_start, t0 = {}, 0, step, time.time()
-      if at_save:
-        save(step)
+      # Evaluate before saving: a run killed in between redoes this step and its
+      # eval on resume, so no evaluation (and no best prompt) is skipped.
       if at_eval:
         results = run_eval(step)
         bar.write(f"step {step}: " + ", ".join(
             f"{k} {v:.4g}" for k, v in results.items() if not k.endswith("loss_per_token")))
+      if at_save:
+        save(step)
   finally:
     bar.close()
     logger.close()
