@@ -99,8 +99,8 @@ def register_tiny_task(name: str = TINY_TASK, sizes: Optional[dict] = None,
       preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
                      seqio.preprocessors.append_eos_after_trim],
       output_features={k: seqio.Feature(vocab, add_eos=True) for k in ("inputs", "targets")},
-      metric_fns=[accuracy],
-      score_metric_fns=[mean_target_score] if with_score_metric else [])
+      # seqio tells prediction metrics from score metrics by their argument names.
+      metric_fns=[accuracy] + ([mean_target_score] if with_score_metric else []))
   return name
 
 
