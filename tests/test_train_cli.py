@@ -91,3 +91,14 @@ def test_from_file_stack_reads_the_file_and_checks_its_shape(tmp_path, frozen_di
   np.testing.assert_array_equal(_prompt_from_gin(frozen_dir, "from_file.gin", flag), saved)
   with pytest.raises(ValueError, match=r"prompt has shape \(4, 16\); expected .* \(6, 16\)"):
     _prompt_from_gin(frozen_dir, "from_file.gin", flag, "--gin.PROMPT_LENGTH=6")
+
+
+@pytest.mark.slow
+def test_an_optax_optimizer_and_schedule_bound_from_gin(tmp_path, frozen_dir):
+  result = _train(tmp_path, frozen_dir, "random_uniform.gin",
+                  "--gin_file=runs/adamw_warmup.gin", "--gin.WARMUP_STEPS=2",
+                  "--gin.LEARNING_RATE=0.05", "--gin.TRAIN_STEPS=4", "--gin.EVAL_PERIOD=0")
+  assert result.step == 4
+  operative = open(tmp_path / "operative_config.gin").read()
+  assert "optax.adamw" in operative and "WARMUP_STEPS = 2" in operative
+  assert "paper_adafactor" not in operative
