@@ -1,0 +1,146 @@
+"""`prompt-tuning show-tasks`: list the registered tasks, or print a task's examples.
+
+  prompt-tuning show-tasks [FILTER]
+  prompt-tuning show-tasks --task NAME [--split S] [-n K] [--vocabulary PATH]
+      [--tfds_data_dir DIR] [--inputs_length L] [--targets_length T] [--scan N]
+
+The first form lists task and mixture names containing FILTER, with their
+splits and label words. The second prints K preprocessed examples of a split
+(input and target text, token counts with EOS, the other fields), the
+verbalizer and metrics, and how many examples the lengths (TASK_FEATURE_LENGTHS)
+truncate: over the K shown, or the first N with --scan (--scan 0: the split).
+"""
+import argparse
+import difflib
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def _parser() -> argparse.ArgumentParser:
+  from prompt_tuning.data import vocab  # pylint: disable=import-outside-toplevel
+  p = argparse.ArgumentParser(prog="prompt-tuning show-tasks",
+                              description=__doc__.split("\n\n")[0])
+  p.add_argument("filter", nargs="?", default="", help="substring of the names to list")
+  p.add_argument("--task", help="print examples of this task")
+  p.add_argument("--split", help="split to read (default: validation, else the first)")
+  p.add_argument("-n", "--num_examples", type=int, default=3, help="examples to print")
+  p.add_argument("--vocabulary", default=vocab.DEFAULT_VOCABULARY_PATH,
+                 help="SentencePiece .model, HF T5 dir with spiece.model, or gs:// path")
+  p.add_argument("--extra_ids", type=int, default=vocab.DEFAULT_EXTRA_IDS)
+  p.add_argument("--tfds_data_dir", help="where TFDS data is prepared")
+  p.add_argument("--inputs_length", type=int, default=512, help="TASK_FEATURE_LENGTHS inputs")
+  p.add_argument("--targets_length", type=int, default=16, help="TASK_FEATURE_LENGTHS targets")
+  p.add_argument("--scan", type=int, default=None,
+                 help="count truncation over the first N examples (0: all; default: those shown)")
+  return p
+
+
+def _labels(name: str) -> str:
+  from prompt_tuning.data import tasks, verbalizers  # pylint: disable=import-outside-toplevel
+  try:
+    spec = tasks.get_spec(name)
+  except ValueError:
+    return ""
+  if spec.label_space:
+    return " | ".join(verbalizers.get_verbalizer(spec.label_space).labels)
+  return f"({spec.kind}: free text)"
+
+
+def list_tasks(pattern: str, out=sys.stdout) -> int:
+  """Prints registered tasks and mixtures whose name contains `pattern`."""
+  import seqio  # pylint: disable=import-outside-toplevel
+  task_list = sorted(n for n in seqio.TaskRegistry.names() if pattern in n)
+  mixtures = sorted(n for n in seqio.MixtureRegistry.names() if pattern in n)
+  if not task_list and not mixtures:
+    print(f"show-tasks: no registered task or mixture contains {pattern!r}.", file=out)
+    return 1
+  width = max(len(n) for n in task_list + mixtures)
+  for name in task_list:
+    splits = ",".join(seqio.get_mixture_or_task(name).splits)
+    print(f"task     {name:<{width}}  {splits:<24} {_labels(name)}", file=out)
+  for name in mixtures:
+    members = [t.name for t in seqio.get_mixture_or_task(name).tasks]
+    print(f"mixture  {name:<{width}}  {len(members)} tasks: {', '.join(members)}", file=out)
+  print(f"{len(task_list)} tasks, {len(mixtures)} mixtures", file=out)
+  return 0
+
+
+def _text(value) -> str:
+  return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def show_task(name: str, split: Optional[str], num_examples: int, lengths: dict,
+              scan: Optional[int], out=sys.stdout) -> int:
+  """Prints `num_examples` preprocessed examples of one task and its truncation counts."""
+  import seqio  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.data import tasks, truncation  # pylint: disable=import-outside-toplevel
+  if name not in seqio.TaskRegistry.names():
+    close = difflib.get_close_matches(name, list(seqio.TaskRegistry.names()), n=5, cutoff=0.5)
+    print(f"show-tasks: no task {name!r}; closest: {close}.", file=out)
+    return 2
+  task = seqio.get_mixture_or_task(name)
+  splits = list(task.splits)
+  split = split or ("validation" if "validation" in splits else splits[0])
+  if split not in splits:
+    print(f"show-tasks: {name} has no split {split!r}; expected one of {splits}.", file=out)
+    return 2
+  print(f"task: {name}  split: {split}  splits: {', '.join(splits)}", file=out)
+  try:
+    spec = tasks.get_spec(name)
+    print(f"source: {spec.tfds_name}  kind: {spec.kind}", file=out)
+    if spec.label_space:
+      from prompt_tuning.data import verbalizers  # pylint: disable=import-outside-toplevel
+      words = verbalizers.get_verbalizer(spec.label_space).labels
+      print(f"verbalizer ({spec.label_space}): "
+            + "  ".join(f"{i}={w!r}" for i, w in enumerate(words)), file=out)
+  except ValueError:
+    pass
+  metric_names = [getattr(f, "__name__", repr(f)) for f in task.metric_fns]
+  print(f"metrics: {', '.join(metric_names) or '(none)'}", file=out)
+  try:
+    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1)
+    for i, ex in enumerate(ds.take(num_examples).as_numpy_iterator()):
+      print(f"--- example {i} ---", file=out)
+      for feature in ("inputs", "targets"):
+        print(f"{feature} ({len(ex[feature])} tokens): {_text(ex[feature + '_pretokenized'])}",
+              file=out)
+      rest = {k: v for k, v in ex.items()
+              if k not in ("inputs", "targets", "inputs_pretokenized", "targets_pretokenized")}
+      if rest:
+        print("fields: " + "  ".join(
+            f"{k}={[_text(x) for x in v] if isinstance(v, np.ndarray) and v.ndim else _text(v)}"
+            for k, v in sorted(rest.items())), file=out)
+    count = num_examples if scan is None else (None if scan == 0 else scan)
+    report = truncation.measure_truncation(task, lengths, split, num_examples=count)
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"show-tasks: could not read {name} ({split}): {type(e).__name__}: {e}\n"
+          "Is the TFDS data prepared (--tfds_data_dir), and is --vocabulary readable here?",
+          file=out)
+    return 1
+  print(f"--- TASK_FEATURE_LENGTHS {lengths}", file=out)
+  print(report.summary(), file=out)
+  return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+  if args.num_examples < 0 or (args.scan is not None and args.scan < 0):
+    print("show-tasks: -n and --scan must be >= 0.", file=sys.stderr)
+    return 2
+  from prompt_tuning.data import tasks, vocab  # pylint: disable=import-outside-toplevel
+  try:
+    vocabulary = vocab.get_vocabulary(args.vocabulary, args.extra_ids)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"show-tasks: {e}", file=sys.stderr)
+    return 2
+  tasks.register_tasks(vocabulary, tfds_data_dir=args.tfds_data_dir)
+  if not args.task:
+    return list_tasks(args.filter)
+  lengths = {"inputs": args.inputs_length, "targets": args.targets_length}
+  return show_task(args.task, args.split, args.num_examples, lengths, args.scan)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
