@@ -48,8 +48,9 @@ def _labels(name: str) -> str:
   return f"({spec.kind}: free text)"
 
 
-def list_tasks(pattern: str, out=sys.stdout) -> int:
+def list_tasks(pattern: str, out=None) -> int:
   """Prints registered tasks and mixtures whose name contains `pattern`."""
+  out = out or sys.stdout
   import seqio  # pylint: disable=import-outside-toplevel
   task_list = sorted(n for n in seqio.TaskRegistry.names() if pattern in n)
   mixtures = sorted(n for n in seqio.MixtureRegistry.names() if pattern in n)
@@ -72,8 +73,9 @@ def _text(value) -> str:
 
 
 def show_task(name: str, split: Optional[str], num_examples: int, lengths: dict,
-              scan: Optional[int], out=sys.stdout) -> int:
+              scan: Optional[int], out=None) -> int:
   """Prints `num_examples` preprocessed examples of one task and its truncation counts."""
+  out = out or sys.stdout
   import seqio  # pylint: disable=import-outside-toplevel
   from prompt_tuning.data import tasks, truncation  # pylint: disable=import-outside-toplevel
   if name not in seqio.TaskRegistry.names():
