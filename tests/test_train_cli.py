@@ -102,3 +102,18 @@ def test_an_optax_optimizer_and_schedule_bound_from_gin(tmp_path, frozen_dir):
   operative = open(tmp_path / "operative_config.gin").read()
   assert "optax.adamw" in operative and "WARMUP_STEPS = 2" in operative
   assert "paper_adafactor" not in operative
+
+
+def test_the_paper_stack_registers_superglue_tasks_before_looking_them_up(tmp_path,
+                                                                          frozen_dir):
+  # The paper command with the tiny checkpoint: the task is found (REGISTER_TASKS ran with
+  # the models file's VOCABULARY), then the base config rejects the tiny weights.
+  argv = ["--gin_file=models/t5_1_1_base_prompt.gin", "--gin_file=prompts/sampled_vocab.gin",
+          "--gin_file=runs/prompt_tune.gin", f"--gin.MODEL_DIR='{tmp_path}'",
+          "--gin.MIXTURE_OR_TASK_NAME='taskless_super_glue_rte_v102'",
+          f"--gin.INITIAL_CHECKPOINT_PATH='{frozen_dir}'"]
+  with pytest.raises(ValueError, match="do not match the (model )?config"):
+    train_main.run_train(argv, progress=False)
+  with pytest.raises(ValueError, match="'taskless_super_glue_rtee_v102' is not a registered"):
+    train_main.run_train(argv[:-2] + ["--gin.MIXTURE_OR_TASK_NAME='taskless_super_glue_rtee_v102'",
+                                      argv[-1]], progress=False)
