@@ -98,7 +98,10 @@ def cast_frozen(frozen: dict, dtype: str):
   """FROZEN_PARAMS_DTYPE: keep float32, or hold the frozen weights in bfloat16.
 
   bfloat16 halves their memory; activations keep the model's activation dtype
-  and the trainable params stay float32.
+  and the trainable params stay float32. It pays off with bfloat16 activations
+  (the models/ files' setting for accelerators): with float32 activations the
+  layers upcast every weight each step, and XLA's CPU backend materialises those
+  float32 copies (benchmarks/prompt_vs_finetune.py measures this).
   """
   if dtype not in FROZEN_DTYPES:
     raise ValueError(f"FROZEN_PARAMS_DTYPE={dtype!r}; expected one of {FROZEN_DTYPES}.")
