@@ -1,4 +1,4 @@
-"""Metrics vs hand-computed values and sklearn/scipy; illegal labels; grouping; rank classification."""
+"""Metrics vs hand-computed values and sklearn/scipy: illegal labels, grouping, ranking."""
 import logging
 
 import numpy as np

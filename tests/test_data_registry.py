@@ -210,3 +210,14 @@ def test_no_truncation_no_warning_and_bad_arguments(caplog):
     truncation.measure_truncation("glue_sst2_v200", {"inputs": 0, "targets": 4}, "validation")
   with pytest.raises(ValueError, match="is a mixture"):
     truncation.measure_truncation("glue_v200", LENGTHS, "validation")
+
+
+def test_task_table_rows_are_checked():
+  with pytest.raises(ValueError, match="x_v1: rank_options='labels'; expected None"):
+    tasks.TaskSpec("x_v1", "glue/stsb:2.0.0", {"train": "train"}, "x", kind="stsb")
+  with pytest.raises(ValueError, match="x_v1: label_space=None; expected one exactly"):
+    tasks.TaskSpec("x_v1", "glue/sst2:2.0.0", {"train": "train"}, "x")
+  with pytest.raises(ValueError, match="x_v1: kind='squad'"):
+    tasks.TaskSpec("x_v1", "squad:3.0.0", {"train": "train"}, "x", kind="squad")
+  with pytest.raises(ValueError, match="'glue_sst3_v200' is not a SuperGLUE/GLUE task"):
+    tasks.get_spec("glue_sst3_v200")

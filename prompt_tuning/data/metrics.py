@@ -21,6 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import scipy.stats
 
+from prompt_tuning.data import postprocessors
+
 MetricFn = Callable[..., dict]
 
 
@@ -152,9 +154,8 @@ def spearman_corrcoef(targets, predictions) -> dict:
 
 def unparsable_rate(targets, predictions) -> dict:
   """% of STS-B predictions that were no number (postprocessed to -1.0)."""
-  from prompt_tuning.data.postprocessors import UNPARSABLE_SCORE  # pylint: disable=import-outside-toplevel
   _, p = _floats("unparsable_rate", targets, predictions)
-  return {"unparsable_rate": 100.0 * float(np.mean(p == UNPARSABLE_SCORE))}
+  return {"unparsable_rate": 100.0 * float(np.mean(p == postprocessors.UNPARSABLE_SCORE))}
 
 
 # --------------------------------------------------------------- ReCoRD

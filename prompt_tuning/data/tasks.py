@@ -77,6 +77,17 @@ class TaskSpec:
   rank_options: Optional[str] = "labels"
   num_train_examples: int = 0
 
+  def __post_init__(self):
+    if self.kind not in ("glue", "stsb", "record", "wsc"):
+      raise ValueError(f"{self.name}: kind={self.kind!r}; expected glue, stsb, record or wsc.")
+    if (self.kind == "glue") != (self.label_space is not None):
+      raise ValueError(f"{self.name}: label_space={self.label_space!r}; expected one exactly "
+                       "for kind 'glue' (label words).")
+    if self.rank_options not in (None, "labels", "choices") or (
+        self.rank_options and self.kind != "glue"):
+      raise ValueError(f"{self.name}: rank_options={self.rank_options!r}; expected None, or "
+                       "'labels' / 'choices' for kind 'glue'.")
+
 
 _ACC = (metrics.accuracy, metrics.illegal_label_rate)
 _F1_ACC = (metrics.f1, metrics.accuracy, metrics.illegal_label_rate)
@@ -229,12 +240,10 @@ def _format(ds: tf.data.Dataset, split: str, *, spec: TaskSpec, task: str,
     ds = preprocessors.record(ds, prefix=prefix)
     if train:
       ds = preprocessors.split_answers(ds)
-  elif spec.kind == "wsc":
+  else:  # "wsc" (TaskSpec checks the kind)
     if train:
       ds = preprocessors.keep_correct_referents(ds)
     ds = preprocessors.wsc_simple(ds, prefix=prefix)
-  else:
-    raise ValueError(f"{task}: kind={spec.kind!r}; expected glue, stsb, record or wsc.")
   if rank:
     if spec.rank_options == "choices":
       options = lambda x: tf.stack([x["choice1"], x["choice2"]])

@@ -85,8 +85,9 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
   """Trains a SentencePiece model with T5's special ids; deterministic.
 
   One training thread and no input sampling or shuffling, so the same texts
-  give the same pieces and scores (the file also records `model_prefix`). `hard_vocab_limit` is off: a small corpus may
-  yield fewer than `vocab_size` pieces instead of failing.
+  give the same pieces and scores (the file also records `model_prefix`).
+  `hard_vocab_limit` is off: a small corpus may yield fewer than `vocab_size`
+  pieces instead of failing.
 
   Args:
     texts: training sentences (one piece of text each; newlines are kept).
