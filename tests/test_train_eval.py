@@ -99,3 +99,35 @@ def test_resume_drops_records_logged_after_the_last_checkpoint(tmp_path):
   steps = [r["step"] for r in map(json.loads, open(tmp_path / loop.METRICS_FILE))]
   assert steps == [5, 10, 15, 20]
   assert all(r["loss"] > 0 for r in result.history)
+
+
+def test_evaluator_feeds_seqio_decodes_and_scores_in_example_order():
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import seqio  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.models import Transformer, decoding, init_params, scoring  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.train import testing  # pylint: disable=import-outside-toplevel
+  name = testing.register_tiny_task("tiny_majority_scored_v1", {"train": 8, "validation": 13},
+                                    with_score_metric=True)
+  config = testing.tiny_config(prompt_length=2)
+  params = init_params(config, jax.random.PRNGKey(3))
+  trainable, frozen = partition.split(params)
+  lengths = {"inputs": 8, "targets": 2}
+  # batch 5 over 13 examples: the last batch is padded; results must not depend on it.
+  results = evaluate.Evaluator(Transformer(config), name, lengths, 5).evaluate(
+      trainable, frozen, step=0)
+  ds = seqio.get_dataset(name, lengths, seqio.EncDecFeatureConverter(pack=False),
+                         "validation").batch(13).get_single_element()
+  batch = {k: jnp.asarray(v.numpy()) for k, v in ds.items()}
+  model = Transformer(config)
+  scores = np.asarray(scoring.score(model, params, batch))
+  assert results[f"{name}/mean_target_score"] == pytest.approx(scores.mean(), rel=1e-5)
+  assert results[f"{name}/first_target_score"] == pytest.approx(scores[0], rel=1e-5)
+  assert results[f"{name}/last_target_score"] == pytest.approx(scores[-1], rel=1e-5)
+  assert scores[0] != pytest.approx(scores[-1], rel=1e-3)  # the check can tell them apart
+  vocab = testing.WordVocabulary()
+  ids = np.asarray(decoding.greedy_decode(model, params, batch["encoder_input_tokens"], 2))
+  preds = [vocab.decode([int(i) for i in row]) for row in ids]
+  targets = [vocab.decode([int(i) for i in row]) for row in np.asarray(batch["decoder_target_tokens"])]
+  want_acc = 100.0 * np.mean([p == t for p, t in zip(preds, targets)])
+  assert results[f"{name}/accuracy"] == pytest.approx(want_acc)

@@ -65,7 +65,7 @@ class Evaluator:
                task_feature_lengths: Mapping[str, int], batch_size: int,
                split: str = "validation", num_examples: Optional[int] = None,
                log_dir: Optional[str] = None, loss_cfg: Optional[step_lib.LossConfig] = None):
-    from prompt_tuning.models import decoding  # pylint: disable=import-outside-toplevel
+    from prompt_tuning.models import decoding, scoring  # pylint: disable=import-outside-toplevel
     inputs.keep_tf_off_accelerators()
     task = inputs.get_task(mixture_or_task_name)
     subtasks = seqio.get_subtasks(task)
@@ -89,7 +89,7 @@ class Evaluator:
     self.task_names = [t.name for t in self._seqio.eval_tasks]
     self._decode = jax.jit(lambda params, tokens: decoding.greedy_decode(
         model, params, tokens, max_decode_length=self.target_length, eos_id=self.eos_id))
-    self._score = jax.jit(lambda params, batch: decoding.score(model, params, batch))
+    self._score = jax.jit(lambda params, batch: scoring.score(model, params, batch))
     self._loss = step_lib.jit_eval_step(model, loss_cfg or step_lib.LossConfig())
 
   @property

@@ -75,9 +75,11 @@ def accuracy(targets, predictions) -> dict:
 
 
 def mean_target_score(targets, scores) -> dict:
-  """Mean log-likelihood of the targets (a seqio score_metric_fn)."""
+  """Mean log-likelihood of the targets (a seqio score metric), and the first and
+  last example's, which show whether scores come back in example order."""
   del targets
-  return {"mean_target_score": float(np.mean(scores))}
+  return {"mean_target_score": float(np.mean(scores)),
+          "first_target_score": float(scores[0]), "last_target_score": float(scores[-1])}
 
 
 def register_tiny_task(name: str = TINY_TASK, sizes: Optional[dict] = None,
