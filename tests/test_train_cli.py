@@ -117,3 +117,13 @@ def test_the_paper_stack_registers_superglue_tasks_before_looking_them_up(tmp_pa
   with pytest.raises(ValueError, match="'taskless_super_glue_rtee_v102' is not a registered"):
     train_main.run_train(argv[:-2] + ["--gin.MIXTURE_OR_TASK_NAME='taskless_super_glue_rtee_v102'",
                                       argv[-1]], progress=False)
+
+
+def test_a_hf_dirs_spiece_model_overrides_the_gs_vocabulary():
+  # README and the reproduction notebook point VOCABULARY at the HF dir's spiece.model.
+  import seqio  # pylint: disable=import-outside-toplevel
+  train_main.setup_gin(train_main.parse_flags([
+      "--gin_file=models/t5_1_1_base_prompt.gin", "--gin_file=runs/prompt_tune.gin",
+      "--gin.seqio.SentencePieceVocabulary.sentencepiece_model_file='/ckpt/spiece.model'"]))
+  vocab = gin.get_configurable(seqio.SentencePieceVocabulary)()
+  assert (vocab.sentencepiece_model_file, vocab.extra_ids) == ("/ckpt/spiece.model", 100)
