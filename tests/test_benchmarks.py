@@ -1,0 +1,32 @@
+"""The benchmark scripts' own logic (their measurements run in CI and by hand, not here)."""
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks",
+                                                                   f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+DEMO_OUTPUT = """frozen model: /x/demo_t5 (tiny T5 1.1 trained on synthetic tasks with task words)
+
+accuracy before tuning (untrained prompt, validation): 0.0% (chance 50%; 100% of answers were not a label at all)
+accuracy after tuning (best prompt, validation):       98.5%
+accuracy after tuning (best prompt, held-out test):    100.0%
+prompt (8 x 64) saved to /tmp/d/best/encoder.prompt.prompt.npy
+"""
+
+
+def test_demo_time_reads_the_accuracies_the_demo_prints():
+  demo_time = _load("demo_time")
+  assert demo_time.parse_output(DEMO_OUTPUT) == {
+      "accuracy_before": 0.0, "accuracy_validation": 98.5, "accuracy_test": 100.0}
+  with pytest.raises(ValueError, match="held-out test"):
+    demo_time.parse_output(DEMO_OUTPUT.replace("held-out test", "test"))
