@@ -15,7 +15,8 @@ def _run(name, parameters, tmp_path):
   params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
   assert len(params) == 1, f"{name}: expected one cell tagged 'parameters'"
   params[0].source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
-  NotebookClient(nb, timeout=900, kernel_name="python3",
+  # A kernel can take a while to start while the other xdist worker compiles.
+  NotebookClient(nb, timeout=900, startup_timeout=300, kernel_name="python3",
                  resources={"metadata": {"path": str(tmp_path)}}).execute()
   return nb
 

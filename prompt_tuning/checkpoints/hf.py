@@ -308,22 +308,24 @@ def save_hf(config: T5Config, params: dict, directory: str, overwrite: bool = Fa
     params: nested params with T5X names.
     directory: created if needed.
     overwrite: replace existing `config.json` / `model.safetensors`.
-    drop_prompt: leave out a soft prompt (HF T5 has no place for one);
-      without it a prompt in `params` is an error.
+    drop_prompt: leave out the soft prompts (encoder and decoder; HF T5 has no
+      place for them); without it a prompt in `params` is an error.
   """
   from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
-  from prompt_tuning.prompts.prompt import PROMPT_PATH  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.prompts.prompt import PROMPT_PATHS  # pylint: disable=import-outside-toplevel
 
   flat = shapes.flatten(params)
-  if PROMPT_PATH in flat:
+  prompts = [p for p in PROMPT_PATHS if p in flat]
+  if prompts:
     if not drop_prompt:
-      raise ValueError(f"params hold a soft prompt at {PROMPT_PATH}, which a Hugging Face "
-                       "T5 directory cannot store; pass drop_prompt=True to write the "
-                       "frozen model without it.")
-    flat.pop(PROMPT_PATH)
+      raise ValueError(f"params hold a soft prompt at {', '.join(prompts)}, which a "
+                       "Hugging Face T5 directory cannot store; pass drop_prompt=True to "
+                       "write the frozen model without it.")
+    for prompt_path in prompts:
+      flat.pop(prompt_path)
     params = shapes.unflatten(flat)
-    config = config.replace(prompt_length=0)
-  shapes.validate_params(config.replace(prompt_length=0), params, "params to save")
+  config = config.replace(prompt_length=0, decoder_prompt_length=0)
+  shapes.validate_params(config, params, "params to save")
   existing = [f for f in (CONFIG_FILE, SAFETENSORS_FILE)
               if os.path.exists(os.path.join(directory, f))]
   if existing and not overwrite:

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from prompt_tuning.models import T5Config, Transformer
-from prompt_tuning.prompts.prompt import PROMPT_PATH, REFERENCE_PROMPT_PATH
+from prompt_tuning.prompts.prompt import (DECODER_PROMPT_PATH, PROMPT_PATH, PROMPT_PATHS,
+                                          REFERENCE_PROMPT_PATH)
 
 Params = dict  # plain nested dict of arrays
 DTYPES = ("float32", "bfloat16")
@@ -185,8 +186,8 @@ def validate_params(config: T5Config, params: Params, path: str = "params",
                     source_names: Optional[Mapping[str, str]] = None) -> None:
   """Checks that `params` are exactly the params the model builds for `config`.
 
-  The soft prompt (`PROMPT_PATH`) may be absent even when
-  `config.prompt_length > 0`: pretrained checkpoints do not hold one and the
+  The soft prompts (`PROMPT_PATH`, `DECODER_PROMPT_PATH`) may be absent even
+  when the config has them: pretrained checkpoints do not hold one and the
   trainer adds it. Anything else missing, unexpected or of the wrong shape is
   reported, all at once.
 
@@ -203,8 +204,9 @@ def validate_params(config: T5Config, params: Params, path: str = "params",
   """
   flat = {k: shape_of(v) for k, v in flatten(params).items()}
   expected = expected_shapes(config)
-  if PROMPT_PATH in expected and PROMPT_PATH not in flat:
-    del expected[PROMPT_PATH]
+  for prompt_path in PROMPT_PATHS:
+    if prompt_path in expected and prompt_path not in flat:
+      del expected[prompt_path]
   name = lambda p: f"{p} ({source_names[p]})" if source_names and p in source_names else p
 
   for vocab_path, axis in (("token_embedder/embedding", 0),
@@ -248,9 +250,10 @@ def resolve_config(params: Params, path: str, config: Optional[T5Config],
 
   Leaves may be abstract (anything with `.shape`), so a loader can check a
   checkpoint before reading its arrays. The checkpoint decides whether there
-  is a prompt: one in `params` sets `prompt_length` when the config has none
-  (a given nonzero length must match), and a config's prompt may be absent
-  from `params` (see `validate_params`).
+  is a prompt: one in `params` sets `prompt_length` (a decoder prompt,
+  `decoder_prompt_length`) when the config has none (a given nonzero length
+  must match), and a config's prompt may be absent from `params` (see
+  `validate_params`).
 
   Args:
     params: nested params (T5X names, prompt already at `PROMPT_PATH`).
@@ -263,8 +266,11 @@ def resolve_config(params: Params, path: str, config: Optional[T5Config],
   """
   if config is None:
     config = derive_config(params, path)
-  prompt = flatten(params).get(PROMPT_PATH)
-  if prompt is not None and config.prompt_length == 0 and len(shape_of(prompt)) == 2:
-    config = config.replace(prompt_length=shape_of(prompt)[0])
+  flat = flatten(params)
+  for prompt_path, field in ((PROMPT_PATH, "prompt_length"),
+                             (DECODER_PROMPT_PATH, "decoder_prompt_length")):
+    prompt = flat.get(prompt_path)
+    if prompt is not None and getattr(config, field) == 0 and len(shape_of(prompt)) == 2:
+      config = config.replace(**{field: shape_of(prompt)[0]})
   validate_params(config, params, path, source_names)
   return config

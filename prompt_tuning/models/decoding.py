@@ -9,6 +9,10 @@ sequence is done.
 Token conventions (T5 / seqio): 0 is padding and the decoder start token, 1 is
 EOS. Decoded ids are [B, T] without the start token; positions after EOS are 0.
 
+A decoder prompt (`decoder_prompt_length` P > 0) is written into the cache
+once per call, after the encoder and before the first step (`_start_cache`);
+`max_decode_length` still counts generated tokens only.
+
 Dimension letters: B batch, L encoder input length, S encoder output length
 (P + L with a soft prompt), T decoder length, V vocab, C options, K beams.
 """
@@ -36,6 +40,26 @@ NEG_INF = -1.0e10
 def _encode(model: Transformer, params: Params, encoder_input_tokens: Array):
   """[B, L] ids -> ([B, S, D] encodings, [B, S] mask), soft prompt included."""
   return model.apply({"params": params}, encoder_input_tokens, method="encode")
+
+
+def _start_cache(model: Transformer, params: Params, encoded: Array,
+                 encoder_mask: Array, max_decode_length: int) -> Params:
+  """An empty cache for batch B, with the decoder prompt (if any) prefilled.
+
+  Args:
+    encoded: [B, S, D] encodings; encoder_mask: [B, S].
+    max_decode_length: T_max, the tokens to generate.
+
+  Returns:
+    The "cache" collection: [B, P + T_max, N, K] keys/values, index P.
+  """
+  cache = init_cache(model.config, encoded.shape[0], max_decode_length)
+  if not model.config.decoder_prompt_length:
+    return cache
+  _, variables = model.apply(
+      {"params": params, "cache": cache}, encoded, encoder_mask, max_decode_length,
+      method="prefill_decoder_prompt", mutable=["cache"])
+  return variables["cache"]
 
 
 def _decode_step(model: Transformer, params: Params, encoded: Array, encoder_mask: Array,
@@ -79,7 +103,7 @@ def _decode_loop(model: Transformer, params: Params, encoder_input_tokens: Array
   # Column 0 holds the decoder start token (0); column i + 1 the i-th output.
   seqs = jnp.zeros((batch, max_decode_length + 1), jnp.int32)
   state = (jnp.array(0, jnp.int32), seqs,
-           init_cache(model.config, batch, max_decode_length),
+           _start_cache(model, params, encoded, encoder_mask, max_decode_length),
            jnp.zeros((batch,), bool))
 
   def not_done(state):
@@ -314,7 +338,7 @@ def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
       live_log_probs=jnp.broadcast_to(first_only, (batch, k)),
       finished_seqs=jnp.zeros((batch, k, length + 1), jnp.int32),
       finished_scores=jnp.full((batch, k), NEG_INF, jnp.float32),
-      cache=init_cache(model.config, batch * k, length))
+      cache=_start_cache(model, params, encoded, encoder_mask, length))
 
   def not_done(s: _BeamState):
     return (s.step < length) & ~jnp.all(

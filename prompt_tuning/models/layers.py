@@ -125,7 +125,9 @@ class MultiHeadAttention(nn.Module):
 
   T5 folds that scaling into the query initialization, so pretrained weights
   expect unscaled logits. With `decode=True` keys and values are cached
-  ([B, T_max, N, K] in the "cache" collection) and one query step is processed.
+  ([B, T_max, N, K] in the "cache" collection) and T query positions are
+  processed at the cache index: T = 1 per generated token, T = P to prefill a
+  decoder prompt.
   """
   num_heads: int
   head_dim: int
@@ -141,10 +143,11 @@ class MultiHeadAttention(nn.Module):
       inputs_q: [B, T, D] queries.
       inputs_kv: [B, S, D] keys and values.
       bias: [B or 1, N or 1, T, S] additive bias (mask and relative positions).
-        In decode mode the full [.., T_max, T_max] bias; the current row is
-        sliced here and future keys are masked.
+        In decode mode the full [.., T_max, T_max] bias; the T rows from the
+        cache index on are sliced here and future keys are masked.
       deterministic: disables dropout.
-      decode: incremental decoding with the key/value cache.
+      decode: incremental decoding with the key/value cache: the T positions
+        are written at the cache index and each attends to the keys up to its own.
 
     Returns:
       [B, T, D] attention output.
@@ -167,22 +170,26 @@ class MultiHeadAttention(nn.Module):
                                   lambda: jnp.array(0, dtype=jnp.int32))
       if initialized:
         batch, max_length = cached_key.value.shape[:2]
+        steps = q.shape[1]
         if bias is not None and bias.shape[-1] != max_length:
           raise ValueError(
               f"decode-mode bias covers {bias.shape[-1]} key positions but the cache holds "
-              f"{max_length}; pass max_decode_length={max_length} to Transformer.decode.")
-        if q.shape[1] != 1:
-          raise ValueError(f"decode step expects one query token, got {q.shape[1]}.")
+              f"{max_length} (decoder prompt + max_decode_length); pass Transformer.decode "
+              "the max_decode_length the cache was made for.")
+        if not 1 <= steps <= max_length:
+          raise ValueError(f"decode step got {steps} query positions; expected 1 to the "
+                           f"cache length {max_length}.")
         index = cache_index.value
         k = jax.lax.dynamic_update_slice(cached_key.value, k, (0, index, 0, 0))
         v = jax.lax.dynamic_update_slice(cached_value.value, v, (0, index, 0, 0))
         cached_key.value, cached_value.value = k, v
-        cache_index.value = index + 1
-        # Only keys 0..index exist yet: [1, 1, 1, T_max].
-        step_mask = (jnp.arange(max_length) <= index)[None, None, None, :]
+        cache_index.value = index + steps
+        # Query t (at index + t) sees keys 0..index + t only: [1, 1, T, T_max].
+        step_mask = (jnp.arange(max_length)[None, :]
+                     <= index + jnp.arange(steps)[:, None])[None, None]
         step_bias = mask_to_bias(step_mask, jnp.float32)
         if bias is not None:
-          bias = jax.lax.dynamic_slice_in_dim(bias, index, 1, axis=-2)
+          bias = jax.lax.dynamic_slice_in_dim(bias, index, steps, axis=-2)
           bias = bias + step_bias
         else:
           bias = step_bias

@@ -2,7 +2,9 @@
 
 The encoder takes already-embedded inputs plus a mask, so a soft prompt is put
 in front of the token embeddings (before the input dropout) without touching
-the layers. Parameter paths are T5X's verbatim (see README, "Parameter tree").
+the layers. An optional decoder prompt is put in front of the embedded decoder
+inputs the same way; its positions get no logits. Parameter paths are T5X's
+verbatim (see README, "Parameter tree").
 """
 import dataclasses
 from typing import Optional, Sequence
@@ -23,7 +25,9 @@ class T5Config:
 
   `prompt_length > 0` adds a [prompt_length, emb_dim] soft prompt at
   `encoder/prompt/prompt`, joined to the input by `prompt_combine`
-  ("prefix", "after_bos" or "suffix").
+  ("prefix", "after_bos" or "suffix"). `decoder_prompt_length > 0` adds a
+  [decoder_prompt_length, emb_dim] prompt at `decoder/prompt/prompt`, in front
+  of the decoder inputs. Either may be 0 while the other is not.
   """
   vocab_size: int = 32128
   emb_dim: int = 512
@@ -40,6 +44,7 @@ class T5Config:
   dtype: str = "float32"
   prompt_length: int = 0
   prompt_combine: str = "prefix"
+  decoder_prompt_length: int = 0
 
   def __post_init__(self):
     # A tuple keeps the config hashable (it is a static jit argument).
@@ -51,6 +56,9 @@ class T5Config:
         raise ValueError(f"T5Config.{name}={getattr(self, name)}; expected > 0.")
     if self.prompt_length < 0:
       raise ValueError(f"T5Config.prompt_length={self.prompt_length}; expected >= 0.")
+    if self.decoder_prompt_length < 0:
+      raise ValueError(f"T5Config.decoder_prompt_length={self.decoder_prompt_length}; "
+                       "expected >= 0.")
     prompt_lib.get_combine_fn(self.prompt_combine)  # validates the name
 
   @property
@@ -152,49 +160,75 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-  """Causal decoder with cross-attention; logits untied (1.1) or tied (1.0)."""
+  """Causal decoder with cross-attention; logits untied (1.1) or tied (1.0).
+
+  With `decoder_prompt_length` P > 0 the [P, D] prompt is put in front of the
+  embedded decoder inputs (before the input dropout). Every position attends
+  causally, so each token sees all P prompt positions and the prompt rows see
+  only earlier prompt rows; relative positions count the prompt. The prompt
+  positions' outputs are dropped before the final norm: logits stay [B, T, V].
+  In decode mode the prompt is written into the cache once (`prefill=True`)
+  and each later step processes one token at cache index P + t.
+  """
   config: T5Config
   shared_embedding: nn.Module
 
   @nn.compact
   def __call__(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Optional[Array] = None, deterministic: bool = True,
-               decode: bool = False, max_decode_length: Optional[int] = None) -> Array:
+               decode: bool = False, max_decode_length: Optional[int] = None,
+               prefill: bool = False) -> Array:
     """Runs the decoder.
 
     Args:
       encoded: [B, S, D] encoder output.
       encoder_mask: [B, S] 1 for real encoder positions (prompt included).
       decoder_input_tokens: [B, T] shifted-right targets (0 = start / padding).
+        [B, 0] with `prefill`.
       decoder_target_tokens: [B, T] targets; 0 marks padding. Defaults to all real.
       deterministic: disables dropout.
       decode: one step of incremental decoding (T = 1) with the KV cache.
-      max_decode_length: T_max of the cache (decode mode only).
+      max_decode_length: T_max, the tokens the cache holds after the decoder
+        prompt (decode mode only; the cache has P + T_max positions).
+      prefill: decode mode only: write the decoder prompt's P positions into
+        the (empty) cache; `decoder_input_tokens` must be [B, 0].
 
     Returns:
-      [B, T, V] float32 logits.
+      [B, T, V] float32 logits (none for the decoder prompt positions).
     """
     cfg, dt = self.config, self.config.activation_dtype
     length = decoder_input_tokens.shape[1]
+    if prefill and not (decode and length == 0 and max_decode_length):
+      raise ValueError(f"prefill needs decode=True, max_decode_length and [B, 0] decoder "
+                       f"inputs; got decode={decode}, max_decode_length={max_decode_length}, "
+                       f"decoder_input_tokens of shape {decoder_input_tokens.shape}.")
     if decoder_target_tokens is None:
       decoder_target_tokens = jnp.ones_like(decoder_input_tokens)
     y = self.shared_embedding(decoder_input_tokens).astype(dt)
+    query_mask = jnp.ones_like(decoder_input_tokens) if decode else decoder_target_tokens > 0
+    # Decode steps after the prefill find the prompt in the cache.
+    num_prompt = cfg.decoder_prompt_length if (prefill or not decode) else 0
+    if num_prompt:
+      prompt = prompt_lib.Prompt(num_prompt, name="prompt")(cfg.emb_dim)
+      # [B, T, D] -> [B, P + T, D]; prompt positions are never masked.
+      y, query_mask = prompt_lib.combine_prefix(prompt, y, query_mask)
     y = _dropout(cfg)(y, deterministic=deterministic)
     relpos = _relpos(cfg)
     if decode:
-      # The attention slices this [1, N, T_max, T_max] bias at the cache index.
-      max_len = max_decode_length or length
+      # The attention slices this [1, N, P + T_max, P + T_max] bias at the cache index.
+      max_len = cfg.decoder_prompt_length + (max_decode_length or length)
       self_bias = relpos(max_len, max_len, bidirectional=False)
-      query_mask = jnp.ones_like(decoder_input_tokens)
     else:
-      query_mask = decoder_target_tokens > 0
-      self_mask = layers.attention_mask(query_mask, query_mask) & layers.causal_mask(length)
-      self_bias = (relpos(length, length, bidirectional=False)
+      total = y.shape[1]  # P + T
+      self_mask = layers.attention_mask(query_mask, query_mask) & layers.causal_mask(total)
+      self_bias = (relpos(total, total, bidirectional=False)
                    + layers.mask_to_bias(self_mask, dt))
     cross_bias = layers.mask_to_bias(layers.attention_mask(query_mask, encoder_mask), dt)
     for i in range(cfg.num_decoder_layers):
       y = DecoderLayer(cfg, name=f"layers_{i}")(y, encoded, self_bias, cross_bias,
                                                deterministic, decode)
+    if num_prompt:
+      y = y[:, num_prompt:]  # [B, P + T, D] -> [B, T, D]: no logits for the prompt
     y = layers.RMSNorm(dtype=dt, name="decoder_norm")(y)
     y = _dropout(cfg)(y, deterministic=deterministic)
     if cfg.logits_via_embedding:
@@ -246,6 +280,23 @@ class Transformer(nn.Module):
                         decoder_target_tokens, deterministic=not enable_dropout,
                         decode=decode, max_decode_length=max_decode_length)
 
+  def prefill_decoder_prompt(self, encoded: Array, encoder_mask: Array,
+                             max_decode_length: int) -> Array:
+    """Decode mode: writes the decoder prompt into an empty cache (index 0 -> P).
+
+    Run once before the first decode step when `decoder_prompt_length` > 0.
+
+    Args:
+      encoded: [B, S, D] encodings; encoder_mask: [B, S].
+      max_decode_length: T_max, as given to `init_cache`.
+
+    Returns:
+      [B, 0, V] logits (the prompt positions have none); the cache is the point.
+    """
+    tokens = jnp.zeros((encoded.shape[0], 0), jnp.int32)
+    return self.decoder(encoded, encoder_mask, tokens, decode=True,
+                        max_decode_length=max_decode_length, prefill=True)
+
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Optional[Array] = None,
                enable_dropout: bool = False) -> Array:
@@ -277,14 +328,18 @@ def init_cache(config: T5Config, batch: int, max_decode_length: int,
                encoded_length: int = 1) -> dict:
   """Zeroed decoder key/value cache for `max_decode_length` steps.
 
+  With a decoder prompt the cache also holds its P positions (in front); fill
+  them with `Transformer.prefill_decoder_prompt` before the first step.
+
   Returns:
     The "cache" collection: per self-attention layer cached_key/cached_value
-    [B, T_max, N, K] and cache_index.
+    [B, P + T_max, N, K] (P = decoder_prompt_length) and cache_index.
   """
   model = Transformer(config)
   encoded = jnp.zeros((batch, encoded_length, config.emb_dim), config.activation_dtype)
   mask = jnp.ones((batch, encoded_length), jnp.int32)
-  tokens = jnp.zeros((batch, max_decode_length), jnp.int32)
+  # The cache takes the shape of the first decode-mode call's keys: P + T_max.
+  tokens = jnp.zeros((batch, config.decoder_prompt_length + max_decode_length), jnp.int32)
   shapes = jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), encoded, mask, tokens, decode=True,
                          max_decode_length=max_decode_length, method=Transformer.decode))

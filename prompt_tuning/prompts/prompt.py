@@ -1,7 +1,8 @@
 """The soft prompt: a [P, D] parameter and how it joins the embedded input.
 
-The prompt lives at `PROMPT_PATH` in the parameter tree. The trainable regex,
-the `.npy` export and the PEFT mapping all derive from that one constant.
+The prompt lives at `PROMPT_PATH` in the parameter tree; an optional decoder
+prompt at `DECODER_PROMPT_PATH`. The trainable regex, the `.npy` export and
+the PEFT mapping all derive from these constants (`PROMPT_PATHS`).
 """
 from typing import Callable
 
@@ -13,6 +14,10 @@ Array = jax.Array
 
 # Path of the prompt in the model's parameter tree ("/"-joined).
 PROMPT_PATH = "encoder/prompt/prompt"
+# Path of the optional decoder prompt (T5Config.decoder_prompt_length > 0).
+DECODER_PROMPT_PATH = "decoder/prompt/prompt"
+# Every soft-prompt path, encoder first.
+PROMPT_PATHS = (PROMPT_PATH, DECODER_PROMPT_PATH)
 # The path google-research/prompt-tuning (flaxformer) stores it under.
 REFERENCE_PROMPT_PATH = "encoder/prompt/prompt/prompt"
 

@@ -5,8 +5,9 @@ Layout under MODEL_DIR:
   checkpoint_<step>/meta/        JSON: data position, the run's gin config, the
                                  frozen model's path (referenced, never copied)
   numpy_checkpoints/checkpoint_<step>/<path>.npy   every trainable param, e.g.
-                                 encoder.prompt.prompt.npy ([P, D] float32)
-  best/<path>.npy + best/best.json                 the best eval's prompt
+                                 encoder.prompt.prompt.npy ([P, D] float32) and,
+                                 with a decoder prompt, decoder.prompt.prompt.npy
+  best/<path>.npy + best/best.json                 the best eval's prompt(s)
 
 Orbax writes each step into a temporary directory and renames it when complete,
 so a kill during a save leaves the previous checkpoint usable (the partial one

@@ -21,7 +21,7 @@ import numpy as np
 import seqio
 
 from prompt_tuning.models import Transformer
-from prompt_tuning.prompts.prompt import PROMPT_PATH
+from prompt_tuning.prompts.prompt import DECODER_PROMPT_PATH, PROMPT_PATH, PROMPT_PATHS
 from prompt_tuning.train import inputs, partition, step as step_lib
 
 Params = Any
@@ -238,7 +238,8 @@ def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[
       model_config, prompt_combine, frozen_params_dtype, register_tasks: as
       for `loop.train` (use the run's values).
     model_dir, checkpoint, prompt_file: where the prompt comes from; see
-      `load_trainable`. P is read from the prompt itself.
+      `load_trainable`. P is read from the prompt itself, and so is the
+      decoder prompt's length (0 when the run saved none).
     batch_size: examples per decode call.
     split: the split to evaluate ("validation", "test", ...).
     num_examples: the first N examples only.
@@ -253,19 +254,24 @@ def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[
     register_tasks()
   inputs.get_task(mixture_or_task_name)
   flat, source = load_trainable(model_dir, checkpoint, prompt_file)
-  if PROMPT_PATH not in flat or np.ndim(flat[PROMPT_PATH]) != 2:
-    raise ValueError(f"{source}: expected a [P, D] prompt ({PROMPT_PATH}); found "
+  prompts = {p: flat[p] for p in PROMPT_PATHS if p in flat}
+  if not prompts or any(np.ndim(v) != 2 for v in prompts.values()):
+    raise ValueError(f"{source}: expected a [P, D] prompt ({PROMPT_PATH}) and/or a "
+                     f"[P_dec, D] decoder prompt ({DECODER_PROMPT_PATH}); found "
                      f"{ {k: np.shape(v) for k, v in flat.items()} }.")
+  length = lambda p: int(prompts[p].shape[0]) if p in prompts else 0
   config, frozen = frozen_lib.load_model(
-      initial_checkpoint_path, model_config, prompt_length=int(flat[PROMPT_PATH].shape[0]),
-      prompt_combine=prompt_combine, dropout_rate=0.0)
+      initial_checkpoint_path, model_config, prompt_length=length(PROMPT_PATH),
+      prompt_combine=prompt_combine, dropout_rate=0.0,
+      decoder_prompt_length=length(DECODER_PROMPT_PATH))
   frozen_flat = partition.flatten(frozen)
-  unknown = sorted(set(flat) - set(frozen_flat) - {PROMPT_PATH})
+  unknown = sorted(set(flat) - set(frozen_flat) - set(PROMPT_PATHS))
   if unknown:
     raise ValueError(f"{source}: params {unknown} are not in the model.")
-  if flat[PROMPT_PATH].shape[1] != config.emb_dim:
-    raise ValueError(f"{source}: prompt has shape {flat[PROMPT_PATH].shape}; expected "
-                     f"(P, d_model={config.emb_dim}).")
+  for path, prompt in prompts.items():
+    if prompt.shape[1] != config.emb_dim:
+      raise ValueError(f"{source}: {path} has shape {prompt.shape}; expected "
+                       f"(P, d_model={config.emb_dim}).")
   for path in flat:  # params trained besides the prompt replace the pretrained ones
     frozen_flat.pop(path, None)
   trainable = partition.unflatten({k: jnp.asarray(v, jnp.float32) for k, v in flat.items()})

@@ -24,7 +24,7 @@ import optax
 import tqdm
 
 from prompt_tuning.models import T5Config, Transformer
-from prompt_tuning.prompts.prompt import PROMPT_PATH
+from prompt_tuning.prompts.prompt import DECODER_PROMPT_PATH, PROMPT_PATH
 from prompt_tuning.train import checkpoints_io, evaluate, frozen as frozen_lib, inputs
 from prompt_tuning.train import optim, partition, step as step_lib
 from prompt_tuning.train.state import TrainState
@@ -42,7 +42,10 @@ class TrainResult:
     history: every logged record (also in MODEL_DIR/metrics.jsonl).
     last_eval: the last evaluation's metrics ({} if none ran).
     best: the best evaluation's record ({"step", "metric", "value"}) or None.
-    prompt_path: the best prompt's `.npy` if evaluation ran, else the last one.
+    prompt_path: the best prompt's `.npy` if evaluation ran, else the last one
+      (the encoder prompt's; the decoder prompt's when PROMPT_LENGTH is 0).
+    decoder_prompt_path: the decoder prompt's `.npy` beside it, or None when
+      no decoder prompt was trained.
   """
   model_dir: str
   step: int
@@ -50,6 +53,7 @@ class TrainResult:
   last_eval: dict
   best: Optional[dict]
   prompt_path: str
+  decoder_prompt_path: Optional[str] = None
 
 
 class _Logger:
@@ -119,7 +123,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     batch_size: BATCH_SIZE.
     initial_checkpoint_path: INITIAL_CHECKPOINT_PATH, the frozen model.
     model_config: the architecture the checkpoint must match (None: derived).
-    prompt_length: PROMPT_LENGTH (P).
+    prompt_length: PROMPT_LENGTH (P), >= 0; 0 with a decoder prompt only
+      (DECODER_PROMPT_LENGTH, `model_config.decoder_prompt_length`).
     prompt_combine: "prefix", "after_bos" or "suffix".
     prompt_init: PROMPT_INIT, an initializer closure (default U[-0.5, 0.5]).
     trainable_regex: TRAINABLE_REGEX over "/"-joined param paths (default:
@@ -148,8 +153,9 @@ def train(*, model_dir: str, mixture_or_task_name: str,
   # ---------------------------------------------------------------- config
   if not model_dir:
     raise ValueError("MODEL_DIR is required: where checkpoints and metrics are written.")
-  _check_positive(TRAIN_STEPS=train_steps, BATCH_SIZE=batch_size,
-                  PROMPT_LENGTH=prompt_length, log_period=log_period)
+  _check_positive(TRAIN_STEPS=train_steps, BATCH_SIZE=batch_size, log_period=log_period)
+  frozen_lib.check_prompt_lengths(
+      prompt_length, model_config.decoder_prompt_length if model_config else 0)
   if eval_period < 0:
     raise ValueError(f"EVAL_PERIOD={eval_period}; expected >= 0 (0 disables evaluation).")
   lengths = inputs.check_feature_lengths(task_feature_lengths)
@@ -167,9 +173,13 @@ def train(*, model_dir: str, mixture_or_task_name: str,
   config, frozen = frozen_lib.load_model(
       initial_checkpoint_path, model_config, prompt_length=prompt_length,
       prompt_combine=prompt_combine, dropout_rate=dropout_rate)
-  prompt = frozen_lib.make_prompt(config, frozen, prompt_init, rng_init)
-  trainable, frozen = partition.split(frozen_lib.with_prompt(frozen, prompt),
-                                      trainable_regex)
+  prompt = (frozen_lib.make_prompt(config, frozen, prompt_init, rng_init)
+            if config.prompt_length else None)
+  decoder_prompt = (frozen_lib.make_decoder_prompt(config, frozen,
+                                                   jax.random.fold_in(rng_init, 1))
+                    if config.decoder_prompt_length else None)
+  trainable, frozen = partition.split(
+      frozen_lib.with_prompt(frozen, prompt, decoder_prompt), trainable_regex)
   frozen = jax.device_put(frozen_lib.cast_frozen(frozen, frozen_params_dtype))
   model = Transformer(config)
   logging.info("trainable params: %s", sorted(partition.flatten(trainable)))
@@ -280,9 +290,12 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     checkpointer.close()
 
   names = sorted(partition.flatten(state.trainable))
-  name = partition.npy_name(PROMPT_PATH if PROMPT_PATH in names else names[0])
-  where = "best" if best is not None else os.path.join("numpy_checkpoints",
-                                                       f"checkpoint_{step}")
-  prompt_path = os.path.join(model_dir, where, name)
+  shown = next((p for p in (PROMPT_PATH, DECODER_PROMPT_PATH) if p in names), names[0])
+  where = os.path.join(model_dir, "best" if best is not None else os.path.join(
+      "numpy_checkpoints", f"checkpoint_{step}"))
+  decoder_prompt_path = (os.path.join(where, partition.npy_name(DECODER_PROMPT_PATH))
+                         if DECODER_PROMPT_PATH in names else None)
   return TrainResult(model_dir=model_dir, step=step, history=logger.history,
-                     last_eval=last_eval, best=best, prompt_path=prompt_path)
+                     last_eval=last_eval, best=best,
+                     prompt_path=os.path.join(where, partition.npy_name(shown)),
+                     decoder_prompt_path=decoder_prompt_path)

@@ -2,21 +2,24 @@
 
 Paths are the "/"-joined keys of the nested param dict, as T5X names them
 (`encoder/layers_0/attention/query/kernel`); the soft prompt is at
-`prompt_tuning.prompts.prompt.PROMPT_PATH`. A regex is matched against the
-whole path (`re.fullmatch`), so `encoder/prompt/prompt` matches the prompt and
-nothing else, and `.*_norm/scale` matches every layer-norm scale.
+`prompt_tuning.prompts.prompt.PROMPT_PATH`, the optional decoder prompt at
+`DECODER_PROMPT_PATH`. A regex is matched against the whole path
+(`re.fullmatch`), so `encoder/prompt/prompt` matches the prompt and nothing
+else, and `.*_norm/scale` matches every layer-norm scale.
 """
 import re
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from prompt_tuning.prompts.prompt import PROMPT_PATH
+from prompt_tuning.prompts.prompt import PROMPT_PATHS
 
 Params = Mapping[str, Any]
 
-# Default TRAINABLE_REGEX: the prompt only (derived from the one PROMPT_PATH).
-DEFAULT_TRAINABLE_REGEX = re.escape(PROMPT_PATH)
+# Default TRAINABLE_REGEX: the soft prompts only, i.e. the encoder prompt and the
+# decoder prompt when the model has one (derived from PROMPT_PATHS):
+# "encoder/prompt/prompt|decoder/prompt/prompt".
+DEFAULT_TRAINABLE_REGEX = "|".join(re.escape(p) for p in PROMPT_PATHS)
 
 
 def flatten(tree: Params, prefix: str = "") -> dict[str, Any]:
@@ -45,7 +48,7 @@ def unflatten(flat: Mapping[str, Any]) -> dict:
 
 
 def trainable_paths(params: Params, regex: Optional[str] = None) -> list[str]:
-  """Sorted paths that `regex` (default: the prompt only) fully matches."""
+  """Sorted paths that `regex` (default: the prompts only) fully matches."""
   pattern = re.compile(DEFAULT_TRAINABLE_REGEX if regex is None else regex)
   return [p for p in flatten(params) if pattern.fullmatch(p)]
 
@@ -56,7 +59,7 @@ def split(params: Params, regex: Optional[str] = None) -> tuple[dict, dict]:
   Args:
     params: the model's nested param dict.
     regex: TRAINABLE_REGEX, matched against whole "/"-joined paths; None means
-      the prompt only.
+      the prompts only (encoder, and decoder if present).
 
   Returns:
     (trainable, frozen): two nested dicts whose union is `params`.
@@ -70,7 +73,8 @@ def split(params: Params, regex: Optional[str] = None) -> tuple[dict, dict]:
     raise ValueError(
         f"TRAINABLE_REGEX={regex or DEFAULT_TRAINABLE_REGEX!r} matches no parameter, so "
         f"nothing would train. It is matched with re.fullmatch against paths such as "
-        f"{sorted(flat)[:4]} (of {len(flat)}); is PROMPT_LENGTH > 0?")
+        f"{sorted(flat)[:4]} (of {len(flat)}); is PROMPT_LENGTH or DECODER_PROMPT_LENGTH "
+        "> 0?")
   flat = flatten(params)
   trainable = {p: v for p, v in flat.items() if p in chosen}
   frozen = {p: v for p, v in flat.items() if p not in chosen}
