@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import model_fixtures
+
 from prompt_tuning import checkpoints
 from prompt_tuning.models import (T5Config, Transformer, decoding, get_config, init_cache,
                                   init_params, param_axes)
@@ -25,7 +27,7 @@ from prompt_tuning.train import evaluate, frozen as frozen_lib, main as train_ma
 from prompt_tuning.train import optim, partition, step as step_lib, testing
 from prompt_tuning.train.state import TrainState
 
-EOS = 1
+EOS = model_fixtures.EOS
 P_DEC = 4
 T = 6  # decode length
 # [B=3, L=6] inputs of different lengths, padded with 0.
@@ -46,26 +48,7 @@ def _setup(name: str, seed: int = 0, eos_boost: float = 2.0):
   U[-0.5, 0.5]) with the EOS logit column scaled by `eos_boost`, so that some
   greedy sequences end early and others run to the length limit."""
   config = CONFIGS[name]
-  rng = np.random.default_rng(seed)
-  abstract = jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0)))
-
-  def draw(path, leaf):
-    path = "/".join(k.key for k in path)
-    if path.endswith("/scale"):
-      x = rng.uniform(0.5, 1.5, leaf.shape)
-    elif path.endswith("/kernel"):
-      x = rng.normal(0.0, leaf.shape[0] ** -0.5, leaf.shape)
-    elif path.endswith("rel_embedding"):
-      x = rng.normal(0.0, 0.5, leaf.shape)
-    elif path.endswith("prompt/prompt"):
-      x = rng.uniform(-0.5, 0.5, leaf.shape)
-    else:
-      x = rng.normal(0.0, 1.0, leaf.shape)
-    if path == "decoder/logits_dense/kernel":
-      x[:, EOS] *= eos_boost
-    return x.astype(np.float32)
-
-  return Transformer(config), jax.tree_util.tree_map_with_path(draw, abstract)
+  return Transformer(config), model_fixtures.random_params(config, seed, eos_boost)
 
 
 def _shift_right(ids):

@@ -16,14 +16,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import model_fixtures  # pylint: disable=wrong-import-position
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from prompt_tuning import checkpoints  # pylint: disable=wrong-import-position
 from prompt_tuning.models import (Transformer, decoding, get_config,  # pylint: disable=wrong-import-position
-                                   init_cache, init_params)
+                                   init_cache)
 
-EOS = 1
+EOS = model_fixtures.EOS
 T = 8  # decode length
 CONFIGS = {
     "plain": get_config("tiny", dropout_rate=0.0),
@@ -40,40 +42,12 @@ INPUTS = np.array([[5, 6, 7, 8, 9, 1, 0],
 # Weights, the HF twin, and jitted functions (compiled once per static setting).
 # ----------------------------------------------------------------------------
 
-def _random_params(config, seed: int = 0, eos_boost: float = 2.0,
-                   logits_scale: float = 1.0) -> dict:
-  """numpy-drawn params in the model's tree: kernels N(0, 1/fan_in), embedding
-  N(0, 1), relative biases N(0, 0.5), norm scales U[0.5, 1.5], prompt U[-0.5, 0.5];
-  the output layer scaled by `logits_scale` (sharper next-token distributions)
-  and its EOS column by `eos_boost`."""
-  rng = np.random.default_rng(seed)
-  abstract = jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0)))
-
-  def draw(path, leaf):
-    name = "/".join(k.key for k in path)
-    if name.endswith("/scale"):
-      x = rng.uniform(0.5, 1.5, leaf.shape)
-    elif name.endswith("/kernel"):
-      x = rng.normal(0.0, leaf.shape[0] ** -0.5, leaf.shape)
-    elif name.endswith("rel_embedding"):
-      x = rng.normal(0.0, 0.5, leaf.shape)
-    elif name.endswith("prompt/prompt"):
-      x = rng.uniform(-0.5, 0.5, leaf.shape)
-    else:
-      x = rng.normal(0.0, 1.0, leaf.shape)
-    if name == "decoder/logits_dense/kernel":
-      x *= logits_scale
-      x[:, EOS] *= eos_boost
-    return x.astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, abstract)
-
-
 @functools.lru_cache(maxsize=None)
 def _setup(name: str, seed: int = 0, logits_scale: float = 1.0):
   """(model, params, HF model) for CONFIGS[name]; the frozen weights are shared."""
   config = CONFIGS[name]
-  params = _random_params(CONFIGS["prompt"], seed, logits_scale=logits_scale)
+  params = model_fixtures.random_params(CONFIGS["prompt"], seed,
+                                        logits_scale=logits_scale)
   if not config.prompt_length:
     params = dict(params, encoder={k: v for k, v in params["encoder"].items()
                                    if k != "prompt"})
@@ -348,7 +322,8 @@ def test_enough_beams_find_the_exact_top_k():
   """With 7^2 beams on a vocab of 8 and T = 3, beam search keeps every live
   prefix, so its beams are the exact top 49 of all 400 possible outputs."""
   config = get_config("tiny", dropout_rate=0.0, vocab_size=8)
-  model, params = Transformer(config), _random_params(config, seed=1, eos_boost=1.0)
+  model = Transformer(config)
+  params = model_fixtures.random_params(config, seed=1, eos_boost=1.0)
   hf = _hf_model(config, params)
   tokens = np.array([[5, 6, 7, 2, 3, 1, 0], [4, 2, 1, 0, 0, 0, 0]], np.int32)  # ids < 8
   length, alpha = 3, 0.6

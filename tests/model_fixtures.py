@@ -1,0 +1,36 @@
+"""Random T5 weights for model tests, drawn with numpy (independent of flax's init)."""
+import jax
+import numpy as np
+
+from prompt_tuning.models import init_params
+
+EOS = 1
+
+
+def random_params(config, seed: int = 0, eos_boost: float = 2.0,
+                  logits_scale: float = 1.0) -> dict:
+  """numpy-drawn params in the model's tree: kernels N(0, 1/fan_in), embedding
+  N(0, 1), relative biases N(0, 0.5), norm scales U[0.5, 1.5], prompt U[-0.5, 0.5];
+  the output layer scaled by `logits_scale` (sharper next-token distributions)
+  and its EOS column by `eos_boost`."""
+  rng = np.random.default_rng(seed)
+  abstract = jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0)))
+
+  def draw(path, leaf):
+    name = "/".join(k.key for k in path)
+    if name.endswith("/scale"):
+      x = rng.uniform(0.5, 1.5, leaf.shape)
+    elif name.endswith("/kernel"):
+      x = rng.normal(0.0, leaf.shape[0] ** -0.5, leaf.shape)
+    elif name.endswith("rel_embedding"):
+      x = rng.normal(0.0, 0.5, leaf.shape)
+    elif name.endswith("prompt/prompt"):
+      x = rng.uniform(-0.5, 0.5, leaf.shape)
+    else:
+      x = rng.normal(0.0, 1.0, leaf.shape)
+    if name == "decoder/logits_dense/kernel":
+      x *= logits_scale
+      x[:, EOS] *= eos_boost
+    return x.astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, abstract)
