@@ -6,16 +6,6 @@ import setuptools
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _config_files():
-  """Lists configs/**.gin so a non-editable install carries them as package data."""
-  files = []
-  for root, _, names in os.walk(os.path.join(_HERE, "configs")):
-    for name in names:
-      if name.endswith(".gin"):
-        files.append(os.path.relpath(os.path.join(root, name), _HERE))
-  return files
-
-
 with open(os.path.join(_HERE, "README.md"), encoding="utf-8") as f:
   _LONG_DESCRIPTION = f.read()
 
@@ -28,16 +18,11 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    # configs/ lives at the top of the checkout; an install copies it into the
-    # package as prompt_tuning/configs so the CLI finds it either way
-    # (prompt_tuning.paths.config_dir).
-    packages=(setuptools.find_packages(include=["prompt_tuning", "prompt_tuning.*"])
-              + ["prompt_tuning.configs"]),
-    package_dir={"prompt_tuning.configs": "configs"},
+    # The gin configs (prompt_tuning/configs) and the demo model (prompt_tuning/assets)
+    # are package data, found through prompt_tuning.paths wherever it is installed.
+    packages=setuptools.find_packages(include=["prompt_tuning", "prompt_tuning.*"]),
     package_data={
-        "prompt_tuning.configs": [
-            os.path.relpath(f, "configs") for f in _config_files()],
-        "prompt_tuning": ["assets/*", "assets/*/*", "assets/*/*/*"],
+        "prompt_tuning": ["configs/*/*.gin", "assets/*", "assets/*/*", "assets/*/*/*"],
     },
     install_requires=[
         "jax>=0.10",

@@ -60,15 +60,21 @@ def _run_mode(args) -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
-  from prompt_tuning.models import Transformer, get_config, init_params  # pylint: disable=import-outside-toplevel
-  from prompt_tuning.train import frozen as frozen_lib, optim, partition, step as step_lib  # pylint: disable=import-outside-toplevel
-  from prompt_tuning.train.state import TrainState  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from prompt_tuning import losses, tree
+  from prompt_tuning.checkpoints import frozen as frozen_lib
+  from prompt_tuning.models import Transformer, get_config, init_params
+  from prompt_tuning.prompts import spec as spec_lib
+  from prompt_tuning.train import optim, step as step_lib, trainable as trainable_lib
+  from prompt_tuning.train.state import TrainState
+  # pylint: enable=import-outside-toplevel
 
   prompt = args.mode == "prompt"
-  config = get_config(args.size, dtype=args.dtype, dropout_rate=0.1,
-                      prompt_length=args.prompt_length if prompt else 0)
-  params = init_params(config, jax.random.PRNGKey(0))
-  trainable, frozen = partition.split(params, None if prompt else ".*")
+  config = get_config(args.size, dtype=args.dtype, dropout_rate=0.1)
+  model = Transformer(config, encoder_prompt=(spec_lib.encoder_prompt(args.prompt_length)
+                                              if prompt else None))
+  params = init_params(model, jax.random.PRNGKey(0))
+  trainable, frozen = (trainable_lib.split(params) if prompt else tree.split(params, ".*"))
   if prompt:
     frozen = frozen_lib.cast_frozen(frozen, args.frozen_dtype)
     tx = optim.paper_adafactor()
@@ -87,7 +93,7 @@ def _run_mode(args) -> dict:
            "decoder_input_tokens": np.pad(targets[:, :-1], [(0, 0), (1, 0)]),
            "decoder_loss_weights": np.ones((b, t), np.int32)}
 
-  train_step = step_lib.jit_train_step(Transformer(config), tx, step_lib.LossConfig())
+  train_step = step_lib.jit_train_step(model, tx, losses.LossConfig())
   tick = time.perf_counter()
   compiled = train_step.lower(state, frozen, batch).compile()
   compile_s = time.perf_counter() - tick

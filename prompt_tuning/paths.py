@@ -1,25 +1,16 @@
-"""Where the project's gin configs live, from a checkout or an installed wheel."""
-import importlib.resources
+"""Where the package's own files live: its gin configs and the demo's frozen model."""
 import os
 
-_CHECKOUT_CONFIGS = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def config_dir() -> str:
-  """Returns the folder holding `models/`, `prompts/` and `runs/` gin files.
-
-  A checkout keeps them in the top-level `configs/`; `pip install` copies that
-  folder into the package as `prompt_tuning/configs` (see setup.py).
-  """
-  installed = importlib.resources.files("prompt_tuning") / "configs"
-  if os.path.isdir(os.path.join(_CHECKOUT_CONFIGS, "runs")):
-    return _CHECKOUT_CONFIGS
-  if installed.is_dir():
-    return str(installed)
-  raise FileNotFoundError(
-      f"No gin configs found: expected {_CHECKOUT_CONFIGS} (checkout) or "
-      f"{installed} (installed package).")
+  """The folder holding `models/`, `prompts/` and `runs/` gin files (package data)."""
+  path = os.path.join(_PACKAGE, "configs")
+  if not os.path.isdir(os.path.join(path, "runs")):
+    raise FileNotFoundError(f"No gin configs found: expected {path}/runs; is the package "
+                            "installed with its data files?")
+  return path
 
 
 def demo_model_dir() -> str:
@@ -27,4 +18,4 @@ def demo_model_dir() -> str:
 
   `python -m prompt_tuning.demo.pretrain` rebuilds it.
   """
-  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo_t5")
+  return os.path.join(_PACKAGE, "assets", "demo_t5")

@@ -7,14 +7,15 @@ from prompt_tuning.models import init_params
 EOS = 1
 
 
-def random_params(config, seed: int = 0, eos_boost: float = 2.0,
+def random_params(model, seed: int = 0, eos_boost: float = 2.0,
                   logits_scale: float = 1.0) -> dict:
-  """numpy-drawn params in the model's tree: kernels N(0, 1/fan_in), embedding
-  N(0, 1), relative biases N(0, 0.5), norm scales U[0.5, 1.5], prompt U[-0.5, 0.5];
+  """numpy-drawn params in the tree of `model` (a Transformer, its prompts
+  included, or a T5Config): kernels N(0, 1/fan_in), embedding N(0, 1),
+  relative biases N(0, 0.5), norm scales U[0.5, 1.5], prompts U[-0.5, 0.5];
   the output layer scaled by `logits_scale` (sharper next-token distributions)
   and its EOS column by `eos_boost`."""
   rng = np.random.default_rng(seed)
-  abstract = jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0)))
+  abstract = jax.eval_shape(lambda: init_params(model, jax.random.PRNGKey(0)))
 
   def draw(path, leaf):
     name = "/".join(k.key for k in path)

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning.checkpoints import shapes
+from prompt_tuning import tree
+from prompt_tuning.checkpoints import validation
 from prompt_tuning.models import T5Config, Transformer
 
 T5X_VERSION = 3
@@ -38,7 +39,7 @@ def random_params(config: T5Config, seed: int = 0) -> dict:
   """
   rng = np.random.default_rng(seed)
   flat = {}
-  for path, shape in sorted(shapes.expected_shapes(config).items()):
+  for path, shape in sorted(validation.expected_shapes(config).items()):
     if path.endswith("/scale"):
       value = rng.uniform(0.5, 1.5, shape)
     elif path.endswith("/kernel"):
@@ -48,7 +49,7 @@ def random_params(config: T5Config, seed: int = 0) -> dict:
     else:
       value = rng.normal(0.0, 1.0, shape)
     flat[path] = value.astype(np.float32)
-  return shapes.unflatten(flat)
+  return tree.unflatten(flat)
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,7 +80,7 @@ def padded_batch():
 def adafactor_state(params: dict, step: int) -> dict:
   """A T5X Adafactor-like `state`: factored v_row/v_col for 2-D params, v for 1-D."""
   param_states = {}
-  for path, value in shapes.flatten(params).items():
+  for path, value in tree.flatten(params).items():
     if np.ndim(value) == 2:
       state = {"v_row": np.full(value.shape[0], 0.5, np.float32),
                "v_col": np.full(value.shape[1], 0.25, np.float32),
@@ -89,7 +90,7 @@ def adafactor_state(params: dict, step: int) -> dict:
                "v_row": np.zeros((1,), np.float32), "v_col": np.zeros((1,), np.float32),
                "m": np.zeros((1,), np.float32)}
     param_states[path] = state
-  return {"step": np.int32(step), "param_states": shapes.unflatten(param_states)}
+  return {"step": np.int32(step), "param_states": tree.unflatten(param_states)}
 
 
 def _zarr_spec(name: str, shape, dtype: str) -> dict:
@@ -131,7 +132,7 @@ def write_legacy_checkpoint(model_dir: str, step: int, params: dict,
   os.makedirs(step_dir)
   state_dict = {"target": params, "state": adafactor_state(params, step)}
   written = {}
-  for name, value in shapes.flatten(state_dict).items():
+  for name, value in tree.flatten(state_dict).items():
     value = np.asarray(value)
     if name.startswith("target/"):
       value = value.astype(jnp.dtype(save_dtype))
@@ -144,7 +145,7 @@ def write_legacy_checkpoint(model_dir: str, step: int, params: dict,
       written[name] = spec  # relative path, as T5X keeps it
     else:
       written[name] = value
-  contents = {"version": T5X_VERSION, "optimizer": shapes.unflatten(written)}
+  contents = {"version": T5X_VERSION, "optimizer": tree.unflatten(written)}
   # T5X calls `to_bytes` on a tree holding `ts.Spec` objects, which flax turns
   # into their JSON (lists stay lists). Our tree already is that state dict, so
   # serialize it directly: `to_bytes` would turn the JSON's lists into dicts.

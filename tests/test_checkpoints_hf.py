@@ -9,13 +9,14 @@ import os
 import shutil
 
 import numpy as np
+from references import randomize_hf_weights, reference_library
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = reference_library("torch")
+transformers = reference_library("transformers")
 
-from prompt_tuning import checkpoints  # pylint: disable=wrong-import-position
-from prompt_tuning.checkpoints import hf, shapes  # pylint: disable=wrong-import-position
+from prompt_tuning import checkpoints, tree  # pylint: disable=wrong-import-position
+from prompt_tuning.checkpoints import hf  # pylint: disable=wrong-import-position
 from prompt_tuning.models import T5Config  # pylint: disable=wrong-import-position
 
 import t5x_fixtures as fx  # pylint: disable=wrong-import-position
@@ -42,17 +43,7 @@ def _random_hf_model(arch: str, seed: int = 0):
   """An HF T5 with every weight random (norm scales too), in eval mode."""
   torch.manual_seed(seed)
   model = transformers.T5ForConditionalGeneration(_hf_config(arch))
-  if not ARCHS[arch][1]:
-    # transformers 5 ties lm_head to shared at construction; T5 1.1 is untied.
-    model.lm_head.weight = torch.nn.Parameter(torch.empty(64, 16))
-  with torch.no_grad():
-    for name, weight in model.named_parameters():
-      if "layer_norm" in name:
-        weight.uniform_(0.5, 1.5)
-      else:
-        # Std 0.25 keeps logits O(1), so 1e-4 is a tight bound, not rounding luck.
-        weight.normal_(0.0, 0.25)
-  assert (model.lm_head.weight is model.shared.weight) == ARCHS[arch][1]
+  randomize_hf_weights(model, untie_lm_head=not ARCHS[arch][1])  # T5 1.1 is untied
   return model.eval()
 
 
@@ -97,7 +88,7 @@ def test_hf_to_ours_logits_match(hf_checkpoint):
 def test_hf_weights_are_copied_not_approximated(hf_checkpoint):
   arch, model, directory = hf_checkpoint
   _, params = checkpoints.load(directory)
-  flat = shapes.flatten(params)
+  flat = tree.flatten(params)
   sd = {k: v.numpy() for k, v in model.state_dict().items()}
   np.testing.assert_array_equal(flat["encoder/layers_1/attention/query/kernel"],
                                 sd["encoder.block.1.layer.0.SelfAttention.q.weight"].T)
@@ -134,7 +125,7 @@ def test_ours_to_hf_logits_match_and_round_trip(arch, tmp_path):
 
   config_back, params_back = checkpoints.load(str(tmp_path))
   assert config_back == config
-  before, after = shapes.flatten(params), shapes.flatten(params_back)
+  before, after = tree.flatten(params), tree.flatten(params_back)
   assert sorted(before) == sorted(after)
   for path in before:
     np.testing.assert_array_equal(before[path], after[path], err_msg=path)
@@ -159,7 +150,7 @@ def test_bfloat16_restore(hf_checkpoint):
   _, _, directory = hf_checkpoint
   _, full = checkpoints.load(directory)
   _, half = checkpoints.load(directory, dtype="bfloat16")
-  full, half = shapes.flatten(full), shapes.flatten(half)
+  full, half = tree.flatten(full), tree.flatten(half)
   assert {str(v.dtype) for v in half.values()} == {"bfloat16"}
   for path in full:
     np.testing.assert_array_equal(half[path], full[path].astype(half[path].dtype))
@@ -176,7 +167,7 @@ def test_pytorch_bin_and_sharded_safetensors_load_the_same(hf_checkpoint, tmp_pa
   assert (sharded_dir / "model.safetensors.index.json").exists(), arch
   for other in (bin_dir, sharded_dir):
     _, params = checkpoints.load(str(other))
-    a, b = shapes.flatten(reference), shapes.flatten(params)
+    a, b = tree.flatten(reference), tree.flatten(params)
     assert sorted(a) == sorted(b)
     for path in a:
       np.testing.assert_array_equal(a[path], b[path], err_msg=f"{other}: {path}")
@@ -273,5 +264,4 @@ def test_save_hf_refuses_to_overwrite_and_to_drop_a_prompt_silently(tmp_path):
   prompted = dict(params, encoder=dict(params["encoder"],
                                        prompt={"prompt": np.zeros((3, 16), np.float32)}))
   with pytest.raises(ValueError, match="drop_prompt=True"):
-    checkpoints.save_hf(config.replace(prompt_length=3), prompted, str(tmp_path),
-                        overwrite=True)
+    checkpoints.save_hf(config, prompted, str(tmp_path), overwrite=True)

@@ -11,9 +11,11 @@ import pytest
 from flax import serialization
 
 from prompt_tuning import checkpoints
-from prompt_tuning.checkpoints import shapes, t5x
+from prompt_tuning import tree
+from prompt_tuning.checkpoints import t5x
 from prompt_tuning.models import get_config
-from prompt_tuning.prompts.prompt import PROMPT_PATH, REFERENCE_PROMPT_PATH
+from prompt_tuning.prompts import export
+from prompt_tuning.prompts.spec import PROMPT_PATH, REFERENCE_PROMPT_PATH
 
 import t5x_fixtures as fx
 
@@ -23,11 +25,23 @@ TIED = CONFIG.replace(mlp_activations=("relu",), logits_via_embedding=True)
 
 
 def _assert_same_params(expected, found):
-  expected, found = shapes.flatten(expected), shapes.flatten(found)
+  expected, found = tree.flatten(expected), tree.flatten(found)
   assert sorted(found) == sorted(expected)
   for path in expected:
     assert found[path].dtype == np.float32, path
     np.testing.assert_array_equal(found[path], expected[path], err_msg=path)
+
+
+def _leaves(node, prefix=""):
+  """{dotted path: leaf} of a decoded msgpack tree; a dict with a "driver" key
+  (a tensorstore spec, as T5X writes them) is a leaf. Written here, not taken
+  from the loader, so the layout check does not trust the code it checks."""
+  if isinstance(node, dict) and "driver" not in node:
+    out = {}
+    for key, value in node.items():
+      out.update(_leaves(value, f"{prefix}.{key}" if prefix else key))
+    return out
+  return {prefix: node}
 
 
 def _leaf_kinds(step_dir):
@@ -37,10 +51,30 @@ def _leaf_kinds(step_dir):
   assert contents["version"] == fx.T5X_VERSION
   counts = {}
   for part in ("target", "state"):
-    flat = t5x._flatten_target(contents["optimizer"][part])  # pylint: disable=protected-access
-    specs = sum(t5x._is_ts_spec(v) for v in flat.values())  # pylint: disable=protected-access
+    flat = _leaves(contents["optimizer"][part])
+    specs = sum(isinstance(v, dict) for v in flat.values())
     counts[part] = (len(flat) - specs, specs)
   return counts
+
+
+def test_tensorstore_leaves_are_zarr_arrays_relative_to_the_step_dir(legacy):
+  # Read the written arrays with tensorstore alone: the spec's kvstore path is
+  # the dotted leaf path, relative to the step directory (T5X's layout).
+  import tensorstore as ts  # pylint: disable=import-outside-toplevel
+  _, params, _, step_dir = legacy
+  with open(os.path.join(step_dir, "checkpoint"), "rb") as f:
+    target = _leaves(serialization.msgpack_restore(f.read())["optimizer"]["target"])
+  flat = {k.replace(".", "/"): v for k, v in target.items()}
+  stored = [k for k, v in flat.items() if isinstance(v, dict)]
+  assert stored
+  for path in stored:
+    spec = flat[path]
+    assert spec["driver"] == "zarr"
+    assert spec["kvstore"]["path"].rstrip("/") == "target." + path.replace("/", ".")
+    array = ts.open({"driver": "zarr", "kvstore": {
+        "driver": "file", "path": os.path.join(step_dir, spec["kvstore"]["path"])}}).result()
+    np.testing.assert_array_equal(array.read().result(), tree.flatten(params)[path],
+                                  err_msg=path)
 
 
 @pytest.fixture(scope="module", params=["t5_1_1", "t5_1_0"])
@@ -83,9 +117,9 @@ def test_legacy_logits_equal_those_of_the_written_params(legacy):
 def test_legacy_bfloat16_restore(legacy):
   config, params, model_dir, _ = legacy
   _, half = checkpoints.load(model_dir, dtype="bfloat16")
-  flat = shapes.flatten(half)
+  flat = tree.flatten(half)
   assert {str(v.dtype) for v in flat.values()} == {"bfloat16"}
-  for path, value in shapes.flatten(params).items():
+  for path, value in tree.flatten(params).items():
     np.testing.assert_array_equal(flat[path], value.astype(flat[path].dtype), err_msg=path)
   batch = fx.padded_batch()
   want = fx.logits(config, params, *batch)
@@ -99,8 +133,8 @@ def test_bfloat16_saved_checkpoint_restores_as_float32(tmp_path):
   params = fx.random_params(CONFIG, seed=2)
   fx.write_legacy_checkpoint(str(tmp_path), 7, params, save_dtype="bfloat16")
   _, loaded = checkpoints.load(str(tmp_path))
-  for path, value in shapes.flatten(params).items():
-    got = shapes.flatten(loaded)[path]
+  for path, value in tree.flatten(params).items():
+    got = tree.flatten(loaded)[path]
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, value.astype("bfloat16").astype(np.float32), err_msg=path)
 
@@ -126,29 +160,36 @@ def test_optimizer_state_is_not_read(tmp_path):
 
 
 def test_reference_prompt_path_is_mapped(tmp_path):
-  params = shapes.flatten(fx.random_params(CONFIG, seed=6))
+  params = tree.flatten(fx.random_params(CONFIG, seed=6))
   prompt = np.random.default_rng(0).uniform(-0.5, 0.5, (5, 16)).astype(np.float32)
   params[REFERENCE_PROMPT_PATH] = prompt
-  fx.write_legacy_checkpoint(str(tmp_path), 1, shapes.unflatten(params))
+  fx.write_legacy_checkpoint(str(tmp_path), 1, tree.unflatten(params))
   config, loaded = checkpoints.load(str(tmp_path))
-  assert config.prompt_length == 5
-  flat = shapes.flatten(loaded)
+  assert config == CONFIG.replace(dropout_rate=0.1)  # the prompt is not architecture
+  flat = tree.flatten(loaded)
   assert REFERENCE_PROMPT_PATH not in flat
   np.testing.assert_array_equal(flat[PROMPT_PATH], prompt)
-  # A given prompt-free config takes the checkpoint's prompt length ...
-  assert checkpoints.load(str(tmp_path), config=CONFIG)[0] == CONFIG.replace(prompt_length=5)
-  # ... a given prompt length must match it ...
-  with pytest.raises(ValueError, match=r"encoder/prompt/prompt: expected \(4, 16\), "
-                                       r"found \(5, 16\)"):
-    checkpoints.load(str(tmp_path), config=CONFIG.replace(prompt_length=4))
+  # The prompt's spec is read off its shape.
+  spec = export.prompt_specs(flat)["encoder"]
+  assert (spec.path, spec.length, spec.num_prompts) == (PROMPT_PATH, 5, 1)
+  assert checkpoints.load(str(tmp_path), config=CONFIG)[0] == CONFIG
 
 
-def test_config_prompt_may_be_absent_from_a_pretrained_checkpoint(legacy):
+def test_a_stored_prompt_of_the_wrong_width_is_refused(tmp_path):
+  params = tree.flatten(fx.random_params(CONFIG, seed=6))
+  params[PROMPT_PATH] = np.zeros((5, 8), np.float32)
+  fx.write_legacy_checkpoint(str(tmp_path), 1, tree.unflatten(params))
+  with pytest.raises(ValueError, match=r"encoder/prompt/prompt has shape \(5, 8\); expected "
+                                       r"a \[P, d_model=16\] prompt"):
+    checkpoints.load(str(tmp_path))
+
+
+def test_a_pretrained_checkpoint_holds_no_prompt_and_none_is_invented(legacy):
   config, params, model_dir, _ = legacy
-  prompted = config.replace(prompt_length=3)
-  loaded_config, loaded = checkpoints.load(model_dir, config=prompted)
-  assert loaded_config == prompted
-  _assert_same_params(params, loaded)  # no prompt invented
+  loaded_config, loaded = checkpoints.load(model_dir, config=config)
+  assert loaded_config == config
+  _assert_same_params(params, loaded)
+  assert not export.prompt_specs(tree.flatten(loaded))
 
 
 def test_orbax_t5x_checkpoint(tmp_path):
@@ -162,8 +203,8 @@ def test_orbax_t5x_checkpoint(tmp_path):
   assert config == CONFIG.replace(dropout_rate=0.1)
   _assert_same_params(params, loaded)
   _, half = checkpoints.load(str(tmp_path), dtype="bfloat16")
-  for path, value in shapes.flatten(params).items():
-    got = shapes.flatten(half)[path]
+  for path, value in tree.flatten(params).items():
+    got = tree.flatten(half)[path]
     assert str(got.dtype) == "bfloat16"
     np.testing.assert_array_equal(got, value.astype(got.dtype), err_msg=path)
 
@@ -216,9 +257,9 @@ def test_msgpack_without_target(tmp_path):
 
 
 def _write_edited(tmp_path, edit, config=CONFIG):
-  flat = shapes.flatten(fx.random_params(config, seed=8))
+  flat = tree.flatten(fx.random_params(config, seed=8))
   edit(flat)
-  fx.write_legacy_checkpoint(str(tmp_path), 1, shapes.unflatten(flat))
+  fx.write_legacy_checkpoint(str(tmp_path), 1, tree.unflatten(flat))
   return str(tmp_path)
 
 

@@ -5,9 +5,10 @@ import os
 import gin
 import pytest
 
-from prompt_tuning import configurables, paths
+from prompt_tuning import paths
+from prompt_tuning.cli import configurables
 from prompt_tuning.models import sizes
-from prompt_tuning.train import main as train_main
+from prompt_tuning.cli import flags
 
 CONFIGS = paths.config_dir()
 ALL = sorted(os.path.relpath(f, CONFIGS) for f in glob.glob(f"{CONFIGS}/*/*.gin"))
@@ -49,6 +50,27 @@ def test_model_files_bind_their_size(size, dim):
   assert gin.query_parameter("%LEARNING_RATE") == 0.3
 
 
+FAMILY_FILES = [(family, size) for family, names in sizes.FAMILIES.items() for size in names
+                if size != "tiny"]
+
+
+@pytest.mark.parametrize("family,size", FAMILY_FILES)
+def test_every_family_and_size_has_a_file_that_builds_its_config(family, size):
+  # Each size file includes its family's file and differs from its siblings in the size only.
+  name = f"models/{family}_{size}_prompt.gin"
+  text = open(os.path.join(CONFIGS, name)).read()
+  assert f"include 'models/{family}_prompt.gin'" in text
+  assert f'sizes.get_config.name = "{size}"' in text
+  release = sizes.release(family, size)
+  assert release["hf_id"] in text and release["t5x_path"] in text
+  _parse([name, "prompts/random_uniform.gin", "runs/prompt_tune.gin"], REQUIRED[:3])
+  config = gin.get_configurable(sizes.get_config)()
+  assert config == sizes.get_config(size, family, dtype="bfloat16")
+  # The vocabulary is not built (that reads GCS); the file names the family's model.
+  assert gin.query_parameter("seqio.SentencePieceVocabulary.sentencepiece_model_file") == \
+      release["vocabulary"]
+
+
 @pytest.mark.parametrize("prompt_file", [f for f in ALL if f.startswith("prompts/")])
 def test_each_prompt_file_parses_with_a_model_and_the_paper_run(prompt_file):
   _parse(["models/t5_1_1_small_prompt.gin", prompt_file, "runs/prompt_tune.gin"], REQUIRED)
@@ -63,11 +85,11 @@ def test_demo_run_file_parses_and_overrides_last():
 
 
 def test_cli_flags_parse_like_t5x_and_missing_files_are_named():
-  args = train_main.parse_flags(["--gin_file=runs/demo.gin", "--gin.TRAIN_STEPS=5",
+  args = flags.parse_flags(["--gin_file=runs/demo.gin", "--gin.TRAIN_STEPS=5",
                                  "--gin.MODEL_DIR='/tmp/a'", "--tfds_data_dir=/data"])
   assert args.gin_file == ["runs/demo.gin"] and args.tfds_data_dir == "/data"
   assert args.bindings == ["TRAIN_STEPS = 5", "MODEL_DIR = '/tmp/a'"]
   with pytest.raises(FileNotFoundError, match="'runs/nope.gin' not found"):
-    train_main.setup_gin(train_main.parse_flags(["--gin_file=runs/nope.gin"]))
+    flags.setup_gin(flags.parse_flags(["--gin_file=runs/nope.gin"]))
   with pytest.raises(SystemExit):
-    train_main.parse_flags(["--gin.TRAIN_STEPS=5"])
+    flags.parse_flags(["--gin.TRAIN_STEPS=5"])

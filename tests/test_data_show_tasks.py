@@ -3,7 +3,8 @@ import pytest
 
 import data_fixtures as fx
 from prompt_tuning import cli
-from prompt_tuning.data import show_tasks, verbalizers
+from prompt_tuning.cli import show_tasks
+from prompt_tuning.data import verbalizers
 
 
 @pytest.fixture(autouse=True)

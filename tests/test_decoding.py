@@ -14,22 +14,25 @@ import tempfile
 import jax
 import jax.numpy as jnp
 import numpy as np
+from references import reference_library
 import pytest
 
 import model_fixtures  # pylint: disable=wrong-import-position
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = reference_library("torch")
+transformers = reference_library("transformers")
 
 from prompt_tuning import checkpoints  # pylint: disable=wrong-import-position
-from prompt_tuning.models import (Transformer, decoding, get_config,  # pylint: disable=wrong-import-position
+from prompt_tuning.models import (Transformer, decoding, encode, get_config,  # pylint: disable=wrong-import-position
                                    init_cache)
+from prompt_tuning.prompts import spec as spec_lib  # pylint: disable=wrong-import-position
 
 EOS = model_fixtures.EOS
 T = 8  # decode length
-CONFIGS = {
-    "plain": get_config("tiny", dropout_rate=0.0),
-    "prompt": get_config("tiny", dropout_rate=0.0, prompt_length=3),
+TINY = get_config("tiny", dropout_rate=0.0)
+MODELS = {
+    "plain": Transformer(TINY),
+    "prompt": Transformer(TINY, encoder_prompt=spec_lib.encoder_prompt(3)),
 }
 # [B=4, L=7] inputs of different lengths, padded with 0.
 INPUTS = np.array([[5, 6, 7, 8, 9, 1, 0],
@@ -44,14 +47,14 @@ INPUTS = np.array([[5, 6, 7, 8, 9, 1, 0],
 
 @functools.lru_cache(maxsize=None)
 def _setup(name: str, seed: int = 0, logits_scale: float = 1.0):
-  """(model, params, HF model) for CONFIGS[name]; the frozen weights are shared."""
-  config = CONFIGS[name]
-  params = model_fixtures.random_params(CONFIGS["prompt"], seed,
+  """(model, params, HF model) for MODELS[name]; the frozen weights are shared."""
+  model = MODELS[name]
+  params = model_fixtures.random_params(MODELS["prompt"], seed,
                                         logits_scale=logits_scale)
-  if not config.prompt_length:
+  if model.encoder_prompt is None:
     params = dict(params, encoder={k: v for k, v in params["encoder"].items()
                                    if k != "prompt"})
-  return Transformer(config), params, _hf_model(config, params)
+  return model, params, _hf_model(TINY, params)
 
 
 def _hf_model(config, params):
@@ -65,7 +68,7 @@ def _hf_encoder_kwargs(model, params, tokens) -> dict:
   """HF encoder inputs: ids, or with a prompt the [B, P + L, D] embeddings + mask."""
   tokens = np.asarray(tokens)
   mask = (tokens > 0).astype(np.int64)
-  if not model.config.prompt_length:
+  if model.encoder_prompt is None:
     return {"input_ids": torch.tensor(tokens, dtype=torch.long),
             "attention_mask": torch.tensor(mask)}
   prompt = np.asarray(params["encoder"]["prompt"]["prompt"])  # [P, D]
@@ -118,7 +121,7 @@ def _premise_some_end_early_some_not(ids):
 @functools.partial(jax.jit, static_argnums=0)
 def _incremental_logits(model, params, tokens, decoder_inputs):
   """[B, T, V] logits from T cached one-token decoder steps (decoding's own path)."""
-  encoded, mask = decoding._encode(model, params, tokens)  # pylint: disable=protected-access
+  encoded, mask = encode(model, params, tokens)
   batch, length = decoder_inputs.shape
 
   def step(cache, column):
@@ -126,11 +129,11 @@ def _incremental_logits(model, params, tokens, decoder_inputs):
         model, params, encoded, mask, cache, column, length)
     return cache, logits
 
-  _, logits = jax.lax.scan(step, init_cache(model.config, batch, length), decoder_inputs.T)
+  _, logits = jax.lax.scan(step, init_cache(model, batch, length), decoder_inputs.T)
   return logits.transpose(1, 0, 2)
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_cached_steps_give_the_teacher_forced_logits(name):
   model, params, _ = _setup(name)
   rng = np.random.default_rng(1)
@@ -142,7 +145,7 @@ def test_cached_steps_give_the_teacher_forced_logits(name):
   np.testing.assert_allclose(steps, full, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_greedy_equals_hf_generate(name):
   model, params, _ = _setup(name)
   ours = np.asarray(greedy(model, params, INPUTS, T))
@@ -361,7 +364,7 @@ def _shift_right(targets):
   return np.pad(targets, ((0, 0), (1, 0)))[:, :-1]
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_score_is_the_negated_cross_entropy_sum(name):
   model, params, _ = _setup(name)
   batch = {"encoder_input_tokens": INPUTS, "decoder_input_tokens": _shift_right(TARGETS),
@@ -380,7 +383,7 @@ def test_score_is_the_negated_cross_entropy_sum(name):
   assert abs(weighted[0] - got[0]) > 1e-2
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_score_options_equals_score_on_the_expanded_batch(name):
   model, params, _ = _setup(name)
   options = np.array([TARGETS[:3], TARGETS[1:], TARGETS[[3, 0, 2]], TARGETS[[2, 2, 1]]])
@@ -413,14 +416,14 @@ def test_score_options_runs_the_encoder_once_per_example():
   calls = []
 
   class CountingTransformer(Transformer):
-    def encode(self, encoder_input_tokens, enable_dropout=False):
+    def encode(self, encoder_input_tokens, enable_dropout=False, prompt_ids=None):
       calls.append(encoder_input_tokens.shape)
-      return super().encode(encoder_input_tokens, enable_dropout)
+      return super().encode(encoder_input_tokens, enable_dropout, prompt_ids)
 
   _, params, _ = _setup("plain")
   options = np.broadcast_to(TARGETS[:3], (4, 3, 4))
   jax.make_jaxpr(functools.partial(decoding.score_options, CountingTransformer(
-      CONFIGS["plain"])))(params, INPUTS, options)
+      TINY)))(params, INPUTS, options)
   assert calls == [(4, 7)]
 
 

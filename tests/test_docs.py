@@ -5,9 +5,10 @@ import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-_PATH = re.compile(r"(?<![\w/.$-])((?:configs|notebooks|benchmarks|prompt_tuning|tests|\.ci)"
+_PATH = re.compile(r"(?<![\w/.$-])((?:notebooks|benchmarks|prompt_tuning|tests|\.ci)"
                    r"/[\w./{},-]*[\w}-])")
-_GIN = re.compile(r"((?:configs/)?(?:models|prompts|runs)/[\w{},]+\.gin)")
+_GIN = re.compile(r"((?:prompt_tuning/configs/|configs/)?(?:models|prompts|runs)/[\w{},]+\.gin)")
+CONFIGS = os.path.join(ROOT, "prompt_tuning", "configs")
 
 
 def _expand(path):
@@ -46,5 +47,5 @@ def test_every_gin_file_named_in_the_readme_is_in_configs():
   names = {q for p in _GIN.findall(README) for q in _expand(p)}
   assert names
   for name in names:
-    rel = name if name.startswith("configs/") else os.path.join("configs", name)
-    assert os.path.isfile(os.path.join(ROOT, rel)), f"README names missing gin file {name}"
+    rel = re.sub(r"^(prompt_tuning/)?configs/", "", name)
+    assert os.path.isfile(os.path.join(CONFIGS, rel)), f"README names missing gin file {name}"

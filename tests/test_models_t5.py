@@ -1,11 +1,13 @@
 """The encoder-decoder: T5X names, prompt seam, padding invariance, dtypes."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from prompt_tuning.models import T5Config, Transformer, get_config, init_params, param_axes
-from prompt_tuning.prompts import prompt as prompt_lib
+from prompt_tuning.prompts import prompt as prompt_lib, spec as spec_lib
 
 TINY = get_config("tiny", dropout_rate=0.0)
 
@@ -50,11 +52,14 @@ def test_param_names_and_shapes_are_t5x():
 
 
 def test_every_param_has_logical_axes():
-  axes = _flat(param_axes(TINY.replace(prompt_length=3)),)
+  axes = _flat(param_axes(Transformer(TINY, encoder_prompt=spec_lib.encoder_prompt(3))))
   assert axes["encoder/prompt/prompt"] == jax.sharding.PartitionSpec("prompt", "prompt_embed")
   assert axes["token_embedder/embedding"] == jax.sharding.PartitionSpec("vocab", "embed")
   assert axes["decoder/logits_dense/kernel"] == jax.sharding.PartitionSpec("embed", "vocab")
   assert all(len(spec) > 0 for spec in axes.values())
+  bank = _flat(param_axes(Transformer(TINY, encoder_prompt=spec_lib.encoder_prompt(3, 4))))
+  assert bank["encoder/prompt/prompt"] == jax.sharding.PartitionSpec(
+      "prompt_bank", "prompt", "prompt_embed")
 
 
 def test_tied_config_has_no_logits_dense():
@@ -82,32 +87,65 @@ def test_extra_encoder_padding_does_not_change_logits():
   np.testing.assert_allclose(np.asarray(short)[real], np.asarray(long)[real], atol=1e-5)
 
 
-def test_prefix_prompt_equals_manual_concatenation_with_ones_mask():
-  cfg = TINY.replace(prompt_length=3)
-  params = init_params(cfg, jax.random.PRNGKey(2))
-  prompt = params["encoder"]["prompt"]["prompt"]
-  model = Transformer(cfg)
+def _manual_logits(params, embedded, mask, dec_in, tgt):
+  """The prompt-free model run on embeddings and a mask the test built itself."""
+  bare = Transformer(TINY)
+  plain = dict(params, encoder={k: v for k, v in params["encoder"].items() if k != "prompt"})
+  encoded, m = bare.apply({"params": plain}, embedded, mask, method=Transformer.encode_embedded)
+  return bare.apply({"params": plain}, encoded, m, dec_in, tgt, method=Transformer.decode)
+
+
+def _by_hand(combine, prompt, emb, mask):
+  """Each layout written out row by row in numpy (no combine function involved)."""
+  rows, masks = [], []
+  p = len(prompt)
+  for e, m in zip(np.asarray(emb), np.asarray(mask)):
+    n = int(m.sum())
+    if combine == "prefix":
+      rows.append(np.concatenate([prompt, e]))
+      masks.append(np.concatenate([np.ones(p), m]))
+    elif combine == "after_bos":
+      rows.append(np.concatenate([e[:1], prompt, e[1:]]))
+      masks.append(np.concatenate([m[:1], np.ones(p), m[1:]]))
+    else:  # suffix: tokens, prompt, then the padding
+      rows.append(np.concatenate([e[:n], prompt, e[n:]]))
+      masks.append(np.concatenate([m[:n], np.ones(p), m[n:]]))
+  return jnp.asarray(np.stack(rows), jnp.float32), jnp.asarray(np.stack(masks), jnp.int32)
+
+
+@pytest.mark.parametrize("combine", ["prefix", "after_bos", "suffix"])
+def test_each_prompt_layout_equals_the_hand_built_input(combine):
+  # The model must join the prompt the way its spec says; a model that always
+  # prefixes fails the after_bos and suffix cases.
+  model = Transformer(TINY, encoder_prompt=spec_lib.encoder_prompt(3, combine=combine))
+  params = init_params(model, jax.random.PRNGKey(2))
+  prompt = np.asarray(params["encoder"]["prompt"]["prompt"])
   enc, dec_in, tgt = _batch()
   with_prompt = jax.jit(model.apply)({"params": params}, enc, dec_in, tgt)
+  emb = Transformer(TINY).apply({"params": params}, enc, method=Transformer.embed)
+  embedded, mask = _by_hand(combine, prompt, emb, (enc > 0).astype(np.int32))
+  np.testing.assert_allclose(with_prompt, jax.jit(_manual_logits)(params, embedded, mask,
+                                                                   dec_in, tgt), atol=1e-5)
+  # ... and the layouts really differ from one another for this batch:
+  others = [c for c in ("prefix", "after_bos", "suffix") if c != combine]
+  for other in others:
+    e2, m2 = _by_hand(other, prompt, emb, (enc > 0).astype(np.int32))
+    assert np.abs(np.asarray(with_prompt - _manual_logits(params, e2, m2, dec_in, tgt))
+                  ).max() > 1e-3, other
 
-  plain = {k: v for k, v in params.items()}
-  plain["encoder"] = {k: v for k, v in params["encoder"].items() if k != "prompt"}
-  bare = Transformer(TINY)
 
-  def manual(p):
-    emb = bare.apply({"params": p}, enc, method=Transformer.embed)
-    emb = jnp.concatenate([jnp.broadcast_to(prompt, (2,) + prompt.shape), emb], 1)
-    mask = jnp.concatenate([jnp.ones((2, 3), jnp.int32), (enc > 0).astype(jnp.int32)], 1)
-    encoded, m = bare.apply({"params": p}, emb, mask, method=Transformer.encode_embedded)
-    return bare.apply({"params": p}, encoded, m, dec_in, tgt, method=Transformer.decode)
-  np.testing.assert_allclose(with_prompt, jax.jit(manual)(plain), atol=1e-5)
-  # and the prompt matters:
-  without = jax.jit(bare.apply)({"params": plain}, enc, dec_in, tgt)
+def test_the_prompt_changes_the_logits():
+  model = Transformer(TINY, encoder_prompt=spec_lib.encoder_prompt(3))
+  params = init_params(model, jax.random.PRNGKey(2))
+  enc, dec_in, tgt = _batch()
+  plain = dict(params, encoder={k: v for k, v in params["encoder"].items() if k != "prompt"})
+  with_prompt = jax.jit(model.apply)({"params": params}, enc, dec_in, tgt)
+  without = jax.jit(Transformer(TINY).apply)({"params": plain}, enc, dec_in, tgt)
   assert np.abs(np.asarray(with_prompt - without)).max() > 1e-3
 
 
 def test_combine_functions_against_hand_written_layouts():
-  p = jnp.array([[100.0], [200.0]])                       # [P=2, D=1]
+  p = jnp.broadcast_to(jnp.array([[100.0], [200.0]]), (2, 2, 1))  # [B=2, P=2, D=1]
   emb = jnp.array([[[1.0], [2.0], [3.0]], [[4.0], [0.0], [0.0]]])  # [B=2, L=3, D=1]
   mask = jnp.array([[1, 1, 1], [1, 0, 0]])
   x, m = prompt_lib.combine_prefix(p, emb, mask)
@@ -121,6 +159,28 @@ def test_combine_functions_against_hand_written_layouts():
   np.testing.assert_array_equal(m, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
 
 
+def test_combine_functions_take_a_prompt_per_example():
+  p = jnp.array([[[100.0]], [[200.0]]])                   # [B=2, P=1, D=1]: one each
+  emb = jnp.array([[[1.0], [2.0]], [[3.0], [0.0]]])       # [B=2, L=2, D=1]
+  mask = jnp.array([[1, 1], [1, 0]])
+  np.testing.assert_array_equal(prompt_lib.combine_prefix(p, emb, mask)[0][..., 0],
+                                [[100, 1, 2], [200, 3, 0]])
+  np.testing.assert_array_equal(prompt_lib.combine_after_bos(p, emb, mask)[0][..., 0],
+                                [[1, 100, 2], [3, 200, 0]])
+  np.testing.assert_array_equal(prompt_lib.combine_suffix(p, emb, mask)[0][..., 0],
+                                [[1, 2, 100], [3, 200, 0]])
+
+
+def test_after_bos_keeps_a_padded_first_position_padded():
+  # The first position's mask is the input's own: a padded first token (here
+  # the middle row, wholly padding, and a row starting with padding) stays 0.
+  p = jnp.ones((3, 2, 1))
+  emb = jnp.zeros((3, 3, 1))
+  mask = jnp.array([[1, 1, 0], [0, 0, 0], [0, 1, 1]])
+  _, m = prompt_lib.combine_after_bos(p, emb, mask)
+  np.testing.assert_array_equal(m, [[1, 1, 1, 1, 0], [0, 1, 1, 0, 0], [0, 1, 1, 1, 1]])
+
+
 def test_uniform_symmetric_range_is_minus_to_plus_half():
   x = prompt_lib.uniform_symmetric(0.5)(jax.random.PRNGKey(0), (200, 50))
   assert -0.5 <= float(x.min()) < -0.49 and 0.49 < float(x.max()) <= 0.5
@@ -128,10 +188,10 @@ def test_uniform_symmetric_range_is_minus_to_plus_half():
 
 @pytest.mark.parametrize("combine", ["after_bos", "suffix"])
 def test_prompt_variants_run_and_extend_the_encoder(combine):
-  cfg = TINY.replace(prompt_length=4, prompt_combine=combine)
-  params = init_params(cfg, jax.random.PRNGKey(3))
+  model = Transformer(TINY, encoder_prompt=spec_lib.encoder_prompt(4, combine=combine))
+  params = init_params(model, jax.random.PRNGKey(3))
   enc, _, _ = _batch()
-  encoded, mask = jax.jit(lambda p: Transformer(cfg).apply(
+  encoded, mask = jax.jit(lambda p: model.apply(
       {"params": p}, enc, method=Transformer.encode))(params)
   assert encoded.shape == (2, 6 + 4, 16)
   np.testing.assert_array_equal(mask.sum(1), (enc > 0).sum(1) + 4)
@@ -145,6 +205,23 @@ def test_bfloat16_activations_stay_close_and_logits_are_float32():
       {"params": params}, enc, dec_in, tgt)
   assert b16.dtype == jnp.float32
   assert np.abs(np.asarray(b16 - f32)).max() < 0.1 * np.abs(np.asarray(f32)).max()
+  # bfloat16 rounding moves the logits (a model that ignored dtype would not).
+  assert np.abs(np.asarray(b16 - f32)).max() > 1e-4
+
+
+def test_bfloat16_activations_are_really_bfloat16_inside():
+  # Every layer's output, attention and MLP included, is bfloat16 when dtype says so.
+  params = init_params(TINY, jax.random.PRNGKey(4))
+  enc, dec_in, tgt = _batch()
+  for dtype in ("bfloat16", "float32"):
+    model = Transformer(TINY.replace(dtype=dtype))
+    _, state = model.apply({"params": params}, enc, dec_in, tgt, capture_intermediates=True)
+    inter = {k: v[0] for k, v in _flat(state["intermediates"]).items()}  # sown as 1-tuples
+    layer_outputs = {k: v for k, v in inter.items()
+                     if re.search(r"layers_\d+/(attention|self_attention|mlp)/__call__", k)}
+    assert len(layer_outputs) >= 6
+    assert {str(v.dtype) for v in layer_outputs.values()} == {dtype}, (dtype, {
+        k: str(v.dtype) for k, v in layer_outputs.items()})
 
 
 def test_dropout_is_active_only_when_enabled():
@@ -162,9 +239,13 @@ def test_dropout_is_active_only_when_enabled():
 
 def test_config_validation_names_the_field():
   with pytest.raises(ValueError, match="prompt combination 'middle'"):
-    T5Config(prompt_combine="middle")
+    spec_lib.encoder_prompt(3, combine="middle")
+  with pytest.raises(ValueError, match="T5Config.dtype='float16'"):
+    T5Config(dtype="float16")
   with pytest.raises(ValueError, match="T5Config.emb_dim=0"):
     T5Config(emb_dim=0)
-  with pytest.raises(ValueError, match="unknown T5 size 'huge'"):
+  with pytest.raises(ValueError, match="unknown t5_1_1 size 'huge'; expected one of"):
     get_config("huge")
+  with pytest.raises(ValueError, match="unknown T5 family 'gpt'"):
+    get_config("base", family="gpt")
   assert get_config("xxl").emb_dim == 4096 and get_config("base").mlp_dim == 2048

@@ -11,13 +11,15 @@ import jax
 import numpy as np
 import pytest
 
-from prompt_tuning.prompts import initializers
-from prompt_tuning.prompts.prompt import PROMPT_PATH
-from prompt_tuning.train import main as train_main, partition, testing
+from prompt_tuning import tree
+from prompt_tuning.cli import flags, train as train_cli
+from prompt_tuning.prompts import export, initializers
+from prompt_tuning.prompts.spec import PROMPT_PATH
+from prompt_tuning.testing import tiny as testing
 
 STACK = ["--gin_file=models/t5_1_1_tiny_prompt.gin", None, "--gin_file=runs/prompt_tune.gin",
          "--gin_file=runs/tiny_test.gin"]
-NPY = partition.npy_name(PROMPT_PATH)
+NPY = export.npy_name(PROMPT_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def _train(model_dir, frozen_dir, prompt_file, *bindings):
   argv = [a or f"--gin_file=prompts/{prompt_file}" for a in STACK] + [
       f"--gin.MODEL_DIR='{model_dir}'", f"--gin.INITIAL_CHECKPOINT_PATH='{frozen_dir}'",
       *bindings]
-  return train_main.run_train(argv, progress=False)
+  return train_cli.run_train(argv, progress=False)
 
 
 def _prompt_from_gin(frozen_dir, prompt_file, *bindings):
@@ -37,7 +39,7 @@ def _prompt_from_gin(frozen_dir, prompt_file, *bindings):
   argv = [a or f"--gin_file=prompts/{prompt_file}" for a in STACK] + [
       "--gin.MODEL_DIR='/unused'", f"--gin.INITIAL_CHECKPOINT_PATH='{frozen_dir}'",
       *bindings]
-  train_main.setup_gin(train_main.parse_flags(argv))
+  flags.setup_gin(flags.parse_flags(argv))
   name = prompt_file[:-len(".gin")]
   builder = getattr(initializers, {"from_class_labels": "class_labels"}.get(name, name))
   init = gin.get_configurable(builder)()
@@ -47,7 +49,7 @@ def _prompt_from_gin(frozen_dir, prompt_file, *bindings):
 
 def _table(frozen_dir):
   from prompt_tuning import checkpoints  # pylint: disable=import-outside-toplevel
-  return partition.flatten(checkpoints.load(frozen_dir)[1])["token_embedder/embedding"]
+  return tree.flatten(checkpoints.load(frozen_dir)[1])["token_embedder/embedding"]
 
 
 def test_class_label_stack_trains_evaluates_and_records_its_config(tmp_path, frozen_dir):
@@ -113,16 +115,16 @@ def test_the_paper_stack_registers_superglue_tasks_before_looking_them_up(tmp_pa
           "--gin.MIXTURE_OR_TASK_NAME='taskless_super_glue_rte_v102'",
           f"--gin.INITIAL_CHECKPOINT_PATH='{frozen_dir}'"]
   with pytest.raises(ValueError, match="do not match the (model )?config"):
-    train_main.run_train(argv, progress=False)
+    train_cli.run_train(argv, progress=False)
   with pytest.raises(ValueError, match="'taskless_super_glue_rtee_v102' is not a registered"):
-    train_main.run_train(argv[:-2] + ["--gin.MIXTURE_OR_TASK_NAME='taskless_super_glue_rtee_v102'",
+    train_cli.run_train(argv[:-2] + ["--gin.MIXTURE_OR_TASK_NAME='taskless_super_glue_rtee_v102'",
                                       argv[-1]], progress=False)
 
 
 def test_a_hf_dirs_spiece_model_overrides_the_gs_vocabulary():
   # README and the reproduction notebook point VOCABULARY at the HF dir's spiece.model.
   import seqio  # pylint: disable=import-outside-toplevel
-  train_main.setup_gin(train_main.parse_flags([
+  flags.setup_gin(flags.parse_flags([
       "--gin_file=models/t5_1_1_base_prompt.gin", "--gin_file=runs/prompt_tune.gin",
       "--gin.seqio.SentencePieceVocabulary.sentencepiece_model_file='/ckpt/spiece.model'"]))
   vocab = gin.get_configurable(seqio.SentencePieceVocabulary)()

@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from prompt_tuning import paths
+from prompt_tuning.checkpoints import run_dir
+from prompt_tuning.cli import eval as eval_cli, train as train_cli
 from prompt_tuning.demo import tasks as demo_tasks
-from prompt_tuning.prompts import initializers
-from prompt_tuning.prompts.prompt import PROMPT_PATH
-from prompt_tuning.train import evaluate, loop, main as train_main, partition
+from prompt_tuning.eval import prompt_eval
+from prompt_tuning.eval.evaluator import Evaluator
+from prompt_tuning.prompts import export, initializers, spec as spec_lib
+from prompt_tuning.prompts.spec import PROMPT_PATH
+from prompt_tuning.train import loop, trainable as trainable_lib
 
 TASK = "taskless_demo_majority"
 LENGTHS = {"inputs": 16, "targets": 8}
@@ -32,11 +36,11 @@ def run(tmp_path_factory):
 def _eval_flags(model_dir, *extra):
   return ["--gin_file=runs/demo.gin", "--gin_file=runs/prompt_eval.gin",
           f"--gin.MODEL_DIR='{model_dir}'", "--gin.PROMPT_LENGTH=4", "--gin.BATCH_SIZE=16",
-          "--gin.evaluate.evaluate_prompt.num_examples=48", *extra]
+          "--gin.prompt_eval.evaluate_prompt.num_examples=48", *extra]
 
 
 def test_cli_eval_of_the_best_prompt_reproduces_the_runs_best_metrics(run, capsys):
-  assert train_main.main_eval(_eval_flags(run.model_dir)) == 0
+  assert eval_cli.main(_eval_flags(run.model_dir)) == 0
   printed = capsys.readouterr().out
   saved = json.load(open(os.path.join(run.model_dir, "eval", "eval_validation_best.json")))
   key = run.best["metric"]
@@ -50,26 +54,27 @@ def test_eval_of_a_step_and_of_a_prompt_file(run, tmp_path):
   kwargs = dict(mixture_or_task_name=TASK, task_feature_lengths=LENGTHS,
                 initial_checkpoint_path=paths.demo_model_dir(), batch_size=16,
                 num_examples=48, register_tasks=_register)
-  by_step = evaluate.evaluate_prompt(model_dir=run.model_dir, checkpoint=10, **kwargs)
+  by_step = prompt_eval.evaluate_prompt(model_dir=run.model_dir, checkpoint=10, **kwargs)
   key = f"{TASK}/accuracy"
   assert by_step[key] == pytest.approx(at_10[key], abs=1e-9)
   npy = os.path.join(run.model_dir, "numpy_checkpoints", "checkpoint_10",
-                     partition.npy_name(PROMPT_PATH))
-  by_file = evaluate.evaluate_prompt(prompt_file=npy, output_dir=str(tmp_path), **kwargs)
+                     export.npy_name(PROMPT_PATH))
+  by_file = prompt_eval.evaluate_prompt(prompt_file=npy, output_dir=str(tmp_path), **kwargs)
   assert by_file[key] == by_step[key]
   assert os.path.isfile(tmp_path / f"eval_validation_{os.path.basename(npy)}.json")
 
 
 def test_eval_errors_name_what_is_missing(run, tmp_path):
   with pytest.raises(ValueError, match=r"EVAL_CHECKPOINT=7: .* saved steps: \[10, 20\]"):
-    evaluate.load_trainable(run.model_dir, 7)
+    prompt_eval.read_prompts(run.model_dir, 7)
   with pytest.raises(ValueError, match="EVAL_PROMPT_FILE='nope.npy': no such file"):
-    evaluate.load_trainable(prompt_file="nope.npy")
+    prompt_eval.read_prompts(prompt_file="nope.npy")
   with pytest.raises(ValueError, match="is not a directory"):
-    evaluate.load_trainable(str(tmp_path / "missing"))
+    prompt_eval.read_prompts(str(tmp_path / "missing"))
   np.save(tmp_path / "wide.npy", np.zeros((4, 7), np.float32))
-  with pytest.raises(ValueError, match=r"prompt has shape \(4, 7\); expected \(P, d_model=64\)"):
-    evaluate.evaluate_prompt(
+  with pytest.raises(ValueError, match=r"wide.npy: encoder/prompt/prompt: prompt has shape "
+                                       r"\(4, 7\); expected \(P, d_model\) = \(4, 64\)"):
+    prompt_eval.evaluate_prompt(
         mixture_or_task_name=TASK, task_feature_lengths=LENGTHS, register_tasks=_register,
         initial_checkpoint_path=paths.demo_model_dir(), prompt_file=str(tmp_path / "wide.npy"))
 
@@ -79,7 +84,7 @@ def test_a_failing_command_does_not_overwrite_a_runs_config(run):
   with open(path, "w") as f:
     f.write("# the good run's config\n")
   with pytest.raises(ValueError, match="MIXTURE_OR_TASK_NAME='no_such_task'"):
-    train_main.run_train(["--gin_file=runs/demo.gin", f"--gin.MODEL_DIR='{run.model_dir}'",
+    train_cli.run_train(["--gin_file=runs/demo.gin", f"--gin.MODEL_DIR='{run.model_dir}'",
                           "--gin.MIXTURE_OR_TASK_NAME='no_such_task'"], progress=False)
   assert open(path).read() == "# the good run's config\n"
   assert any(n.startswith("config_") and n.endswith(".gin") for n in os.listdir(run.model_dir))
@@ -93,10 +98,10 @@ def test_resume_drops_records_logged_after_the_last_checkpoint(tmp_path):
                 checkpoint_period=10, register_tasks=_register, progress=False,
                 log_period=5)
   loop.train(train_steps=10, **kwargs)
-  with open(tmp_path / loop.METRICS_FILE, "a") as f:  # as if killed at step 15
+  with open(tmp_path / run_dir.METRICS_FILE, "a") as f:  # as if killed at step 15
     f.write(json.dumps({"step": 15, "kind": "train", "loss": -1.0}) + "\n")
   result = loop.train(train_steps=20, **kwargs)
-  steps = [r["step"] for r in map(json.loads, open(tmp_path / loop.METRICS_FILE))]
+  steps = [r["step"] for r in map(json.loads, open(tmp_path / run_dir.METRICS_FILE))]
   assert steps == [5, 10, 15, 20]
   assert all(r["loss"] > 0 for r in result.history)
 
@@ -106,20 +111,19 @@ def test_evaluator_feeds_seqio_decodes_and_scores_in_example_order():
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import seqio  # pylint: disable=import-outside-toplevel
   from prompt_tuning.models import Transformer, decoding, init_params, scoring  # pylint: disable=import-outside-toplevel
-  from prompt_tuning.train import testing  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.testing import tiny as testing  # pylint: disable=import-outside-toplevel
   name = testing.register_tiny_task("tiny_majority_scored_v1", {"train": 8, "validation": 13},
                                     with_score_metric=True)
-  config = testing.tiny_config(prompt_length=2)
-  params = init_params(config, jax.random.PRNGKey(3))
-  trainable, frozen = partition.split(params)
+  model = Transformer(testing.tiny_config(), encoder_prompt=spec_lib.encoder_prompt(2))
+  params = init_params(model, jax.random.PRNGKey(3))
+  trainable, frozen = trainable_lib.split(params)
   lengths = {"inputs": 8, "targets": 2}
   # batch 5 over 13 examples: the last batch is padded; results must not depend on it.
-  results = evaluate.Evaluator(Transformer(config), name, lengths, 5).evaluate(
+  results = Evaluator(model, name, lengths, 5).evaluate(
       trainable, frozen, step=0)
   ds = seqio.get_dataset(name, lengths, seqio.EncDecFeatureConverter(pack=False),
                          "validation").batch(13).get_single_element()
   batch = {k: jnp.asarray(v.numpy()) for k, v in ds.items()}
-  model = Transformer(config)
   scores = np.asarray(scoring.score(model, params, batch))
   assert results[f"{name}/mean_target_score"] == pytest.approx(scores.mean(), rel=1e-5)
   assert results[f"{name}/first_target_score"] == pytest.approx(scores[0], rel=1e-5)

@@ -15,13 +15,14 @@ import numpy as np
 import optax
 import pytest
 
-from prompt_tuning import paths
+from prompt_tuning import losses, paths, tree
+from prompt_tuning.checkpoints import frozen as frozen_lib
+from prompt_tuning.data import inputs
 from prompt_tuning.demo import tasks as demo_tasks
 from prompt_tuning.models import Transformer
-from prompt_tuning.prompts import initializers
-from prompt_tuning.prompts.prompt import PROMPT_PATH
-from prompt_tuning.train import frozen as frozen_lib, inputs, loop, optim, partition
-from prompt_tuning.train import step as step_lib
+from prompt_tuning.prompts import export, initializers, spec as spec_lib
+from prompt_tuning.prompts.spec import PROMPT_PATH
+from prompt_tuning.train import loop, optim, step as step_lib, trainable as trainable_lib
 from prompt_tuning.train.state import TrainState
 
 MODEL = paths.demo_model_dir()
@@ -64,7 +65,7 @@ def test_run_dir_holds_only_the_prompt_state_and_logs(tiny_run):
   assert os.path.isfile(os.path.join(d, "metrics.jsonl"))
   assert os.listdir(os.path.join(d, "train")) and os.listdir(os.path.join(d, "eval"))
   npy = os.listdir(os.path.join(d, "numpy_checkpoints", "checkpoint_40"))
-  assert npy == [partition.npy_name(PROMPT_PATH)]
+  assert npy == [export.npy_name(PROMPT_PATH)]
   size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(
       os.path.join(d, "checkpoint_40")) for f in fs)
   assert size < os.path.getsize(os.path.join(MODEL, "model.safetensors")) / 4  # no weights
@@ -72,19 +73,21 @@ def test_run_dir_holds_only_the_prompt_state_and_logs(tiny_run):
 
 def _setup(regex=None):
   _register()
-  config, frozen = frozen_lib.load_model(MODEL, prompt_length=4, dropout_rate=0.1)
-  prompt = frozen_lib.make_prompt(config, frozen, initializers.sampled_vocab(100),
-                                  jax.random.PRNGKey(0))
-  params = frozen_lib.with_prompt(frozen, prompt)
-  before = {k: np.array(v) for k, v in partition.flatten(params).items()}
-  trainable, frozen = partition.split(params, regex)
+  config, frozen = frozen_lib.load_frozen(MODEL, dropout_rate=0.1)
+  spec = spec_lib.encoder_prompt(4, init=initializers.sampled_vocab(100))
+  prompt = initializers.make_prompt(spec, frozen_lib.embedding_table(frozen),
+                                    jax.random.PRNGKey(0))
+  params = frozen_lib.with_prompts(frozen, {PROMPT_PATH: prompt})
+  before = {k: np.array(v) for k, v in tree.flatten(params).items()}
+  trainable, frozen = trainable_lib.split(params, regex)
   tx = optim.paper_adafactor()
   state = TrainState.create(trainable, tx, jax.random.PRNGKey(1))
-  step = step_lib.jit_train_step(Transformer(config), tx, step_lib.LossConfig())
+  step = step_lib.jit_train_step(Transformer(config, encoder_prompt=spec), tx,
+                                 losses.LossConfig())
   batches = inputs.train_batches(TASK, LENGTHS, 8, seed=0)
   for _ in range(3):
     state, _ = step(state, frozen, next(batches))
-  after = partition.flatten(partition.merge(state.trainable, frozen))
+  after = tree.flatten(tree.merge(state.trainable, frozen))
   changed = sorted(k for k in before if not np.array_equal(before[k], np.asarray(after[k])))
   return state, before, changed
 
@@ -92,7 +95,7 @@ def _setup(regex=None):
 def test_only_the_prompt_changes_and_only_it_has_optimizer_state():
   state, before, changed = _setup()
   assert changed == [PROMPT_PATH]
-  assert sorted(partition.flatten(state.trainable)) == [PROMPT_PATH]
+  assert sorted(tree.flatten(state.trainable)) == [PROMPT_PATH]
   opt_leaves = jax.tree_util.tree_leaves(state.opt_state)
   prompt_size = before[PROMPT_PATH].size
   assert sum(np.size(x) for x in opt_leaves) <= 2 * prompt_size + 8
@@ -129,13 +132,13 @@ def test_non_finite_loss_stops_and_names_the_steps(tmp_path):
     _train(tmp_path, optimizer=nan_after_10, train_steps=40, eval_period=0,
            checkpoint_period=10)
   last = os.path.join(tmp_path, "numpy_checkpoints", "checkpoint_10",
-                      partition.npy_name(PROMPT_PATH))
+                      export.npy_name(PROMPT_PATH))
   assert np.all(np.isfinite(np.load(last)))
   assert not os.path.exists(os.path.join(tmp_path, "checkpoint_20"))
 
 
 def _cli(model_dir, steps=30):
-  return [sys.executable, "-m", "prompt_tuning.train.main", "--gin_file=runs/demo.gin",
+  return [sys.executable, "-m", "prompt_tuning.train", "--gin_file=runs/demo.gin",
           f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
           "--gin.EVAL_PERIOD=0", "--gin.BATCH_SIZE=8", "--gin.DROPOUT_RATE=0.1",
           "--gin.loop.train.checkpoint_period=5"]
@@ -157,7 +160,7 @@ def test_sigkill_then_rerun_ends_with_the_same_prompt(tmp_path):
   proc.wait()
   assert not (killed / "checkpoint_30").exists(), "the run finished before the kill"
   subprocess.run(_cli(killed), check=True, env=env, capture_output=True)
-  name = partition.npy_name(PROMPT_PATH)
+  name = export.npy_name(PROMPT_PATH)
   a = np.load(straight / "numpy_checkpoints" / "checkpoint_30" / name)
   b = np.load(killed / "numpy_checkpoints" / "checkpoint_30" / name)
   np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

@@ -1,4 +1,4 @@
-"""Loss, optimizer, train step, partition and run checkpoints, on toys with hand-made answers."""
+"""Loss, optimizer, train step, trainable split and run checkpoints, on toys with hand-made answers."""
 import json
 import os
 
@@ -8,56 +8,13 @@ import numpy as np
 import optax
 import pytest
 
+from prompt_tuning import losses, tree
+from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.models import Transformer, get_config, init_params
-from prompt_tuning.prompts.prompt import PROMPT_PATH
-from prompt_tuning.train import checkpoints_io, optim, partition, step as step_lib
+from prompt_tuning.prompts import export, spec as spec_lib
+from prompt_tuning.prompts.spec import PROMPT_PATH
+from prompt_tuning.train import optim, step as step_lib, trainable as trainable_lib
 from prompt_tuning.train.state import TrainState
-
-LOGITS = np.array([[[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 3.0, -2.0], [1.0, 1.0, 1.0, 1.0]]],
-                  np.float32)  # [B=1, T=3, V=4]
-TARGETS = np.array([[0, 2, 1]], np.int32)
-WEIGHTS = np.array([[1, 1, 0]], np.float32)  # the last position is padding
-
-
-def _log_softmax(x):
-  z = np.log(np.sum(np.exp(x), axis=-1, keepdims=True))
-  return x - z, z[..., 0]
-
-
-def test_cross_entropy_sums_tokens_with_z_loss_as_t5x():
-  lp, log_z = _log_softmax(LOGITS)
-  nll = -lp[0, [0, 1], TARGETS[0, :2]]
-  want_z = 1e-4 * np.sum(log_z[0, :2] ** 2)
-  loss, m = jax.jit(step_lib.cross_entropy, static_argnums=3)(
-      LOGITS, TARGETS, WEIGHTS, step_lib.LossConfig(z_loss=1e-4))
-  np.testing.assert_allclose(loss, nll.sum() + want_z, rtol=1e-6)
-  np.testing.assert_allclose(m["z_loss"], want_z, rtol=1e-6)
-  np.testing.assert_allclose(m["cross_entropy"], nll.sum(), rtol=1e-6)
-  assert float(m["num_tokens"]) == 2.0 and float(m["accuracy"]) == 2.0
-  per_token, _ = step_lib.cross_entropy(
-      LOGITS, TARGETS, WEIGHTS, step_lib.LossConfig(0.0, 0.0, "NUM_REAL_TARGET_TOKENS"))
-  np.testing.assert_allclose(per_token, nll.mean(), rtol=1e-6)
-  per_seq, _ = step_lib.cross_entropy(
-      LOGITS, TARGETS, WEIGHTS, step_lib.LossConfig(0.0, 0.0, "AVERAGE_PER_SEQUENCE"))
-  np.testing.assert_allclose(per_seq, nll.mean(), rtol=1e-6)
-  constant, _ = step_lib.cross_entropy(LOGITS, TARGETS, WEIGHTS,
-                                       step_lib.LossConfig(0.0, 0.0, 4.0))
-  np.testing.assert_allclose(constant, nll.sum() / 4.0, rtol=1e-6)
-
-
-def test_label_smoothing_is_soft_target_cross_entropy_minus_its_entropy():
-  ls, v = 0.1, 4
-  lp, _ = _log_softmax(LOGITS)
-  soft = np.full((1, 3, v), ls / (v - 1))
-  soft[0, np.arange(3), TARGETS[0]] = 1 - ls
-  entropy = -np.sum(soft[0, 0] * np.log(soft[0, 0]))
-  want = np.sum((-(soft * lp).sum(-1) - entropy) * WEIGHTS)
-  loss, _ = step_lib.cross_entropy(LOGITS, TARGETS, WEIGHTS,
-                                   step_lib.LossConfig(z_loss=0.0, label_smoothing=ls))
-  np.testing.assert_allclose(loss, want, rtol=1e-5)
-  with pytest.raises(ValueError, match="loss_normalizing_factor='TOKENS'"):
-    step_lib.LossConfig(loss_normalizing_factor="TOKENS")
-
 
 def _t5x_adafactor(param, grads, lr=0.3, decay=0.8, offset=0, wd=1e-5, clip=1.0):
   """T5X's unfactored Adafactor (no momentum, no parameter scaling), in numpy."""
@@ -102,7 +59,7 @@ def test_factored_adafactor_never_factors_the_prompt():
   params = {"encoder": {"prompt": {"prompt": jnp.ones((200, 256))}},
             "decoder": {"logits_dense": {"kernel": jnp.ones((256, 300))}}}
   state = optim.paper_adafactor(factored=True).init(params)
-  shapes = {k: v.shape for k, v in checkpoints_io.flatten_state(state).items()}
+  shapes = {k: v.shape for k, v in run_dir.flatten_state(state).items()}
   assert shapes["inner_states/unfactored/inner_state/0/v/encoder/prompt/prompt"] == (200, 256)
   assert shapes["inner_states/factored/inner_state/0/v_row/decoder/logits_dense/kernel"] == (256,)
   assert shapes["inner_states/factored/inner_state/0/v/decoder/logits_dense/kernel"] == (1,)
@@ -111,22 +68,23 @@ def test_factored_adafactor_never_factors_the_prompt():
 def test_split_and_merge_by_regex():
   params = {"encoder": {"prompt": {"prompt": 1}, "encoder_norm": {"scale": 2}},
             "decoder": {"decoder_norm": {"scale": 3}}}
-  trainable, frozen = partition.split(params)
-  assert partition.flatten(trainable) == {PROMPT_PATH: 1}
-  assert partition.merge(trainable, frozen) == params
-  trainable, _ = partition.split(params, r".*_norm/scale")
-  assert sorted(partition.flatten(trainable)) == ["decoder/decoder_norm/scale",
+  trainable, frozen = trainable_lib.split(params)
+  assert tree.flatten(trainable) == {PROMPT_PATH: 1}
+  assert tree.merge(trainable, frozen) == params
+  trainable, _ = trainable_lib.split(params, r".*_norm/scale")
+  assert sorted(tree.flatten(trainable)) == ["decoder/decoder_norm/scale",
                                                   "encoder/encoder_norm/scale"]
   with pytest.raises(ValueError, match="matches no parameter"):
-    partition.split(params, "encoder/prompt")  # fullmatch: a prefix is not enough
+    trainable_lib.split(params, "encoder/prompt")  # fullmatch: a prefix is not enough
 
 
-CONFIG = get_config("tiny", prompt_length=3, dropout_rate=0.5)
+MODEL = Transformer(get_config("tiny", dropout_rate=0.5),
+                    encoder_prompt=spec_lib.encoder_prompt(3))
 
 
 def _toy_step():
-  params = init_params(CONFIG, jax.random.PRNGKey(0))
-  trainable, frozen = partition.split(params)
+  params = init_params(MODEL, jax.random.PRNGKey(0))
+  trainable, frozen = trainable_lib.split(params)
   tx = optim.paper_adafactor()
   state = TrainState.create(trainable, tx, jax.random.PRNGKey(1))
   rng = np.random.RandomState(0)
@@ -135,8 +93,7 @@ def _toy_step():
            "decoder_target_tokens": targets,
            "decoder_input_tokens": np.pad(targets[:, :-1], [(0, 0), (1, 0)]),
            "decoder_loss_weights": np.ones((2, 4), np.int32)}
-  return state, frozen, batch, step_lib.jit_train_step(Transformer(CONFIG), tx,
-                                                       step_lib.LossConfig())
+  return state, frozen, batch, step_lib.jit_train_step(MODEL, tx, losses.LossConfig())
 
 
 def test_train_step_is_deterministic_and_folds_the_step_into_the_dropout_key():
@@ -156,9 +113,9 @@ def test_train_step_is_deterministic_and_folds_the_step_into_the_dropout_key():
 
 def test_gradient_is_taken_for_the_trainable_subtree_only():
   state, frozen, batch, _ = _toy_step()
-  jaxpr = jax.make_jaxpr(jax.grad(lambda t: step_lib.loss_fn(
-      t, frozen, batch, None, model=Transformer(CONFIG),
-      loss_cfg=step_lib.LossConfig())[0]))(state.trainable)
+  jaxpr = jax.make_jaxpr(jax.grad(lambda t: losses.loss_fn(
+      t, frozen, batch, None, model=MODEL,
+      loss_cfg=losses.LossConfig())[0]))(state.trainable)
   out_shapes = [v.aval.shape for v in jaxpr.jaxpr.outvars]
   assert out_shapes == [(3, 16)]  # one gradient: the [P, D] prompt
 
@@ -170,7 +127,7 @@ def _state(prompt_length=3):
 
 
 def test_checkpoint_round_trip_keep_policy_and_npy_export(tmp_path):
-  ckpt = checkpoints_io.Checkpointer(str(tmp_path), keep=2)
+  ckpt = run_dir.Checkpointer(str(tmp_path), keep=2)
   state = _state()
   for step in (1, 2, 3):
     ckpt.save(step, state.replace(step=jnp.asarray(step, jnp.int32)), {"step": step})
@@ -180,23 +137,23 @@ def test_checkpoint_round_trip_keep_policy_and_npy_export(tmp_path):
   for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state)):
     if np.shape(a):
       np.testing.assert_array_equal(a, b)
-  name = partition.npy_name(PROMPT_PATH)
+  name = export.npy_name(PROMPT_PATH)
   for step in (1, 2, 3):  # the small .npy exports are all kept
     np.testing.assert_array_equal(
         np.load(tmp_path / "numpy_checkpoints" / f"checkpoint_{step}" / name),
         state.trainable["encoder"]["prompt"]["prompt"])
   ckpt.close()
   with pytest.raises(ValueError, match=r"prompt/prompt: \(3, 4\), expected \(5, 4\)"):
-    checkpoints_io.Checkpointer(str(tmp_path), keep=2).restore(_state(5))
+    run_dir.Checkpointer(str(tmp_path), keep=2).restore(_state(5))
 
 
 def test_best_prompt_swap_is_atomic_and_recovers(tmp_path):
-  ckpt = checkpoints_io.Checkpointer(str(tmp_path))
+  ckpt = run_dir.Checkpointer(str(tmp_path))
   ckpt.save_best(_state().trainable, {"step": 10, "value": 50.0})
   ckpt.save_best(_state().trainable, {"step": 20, "value": 60.0})
   assert ckpt.load_best()["step"] == 20
-  assert sorted(os.listdir(tmp_path / "best")) == ["best.json", partition.npy_name(PROMPT_PATH)]
+  assert sorted(os.listdir(tmp_path / "best")) == ["best.json", export.npy_name(PROMPT_PATH)]
   # A kill between the two renames leaves only best.old: the next run restores it.
   os.replace(tmp_path / "best", tmp_path / "best.old")
   assert json.loads((tmp_path / "best.old" / "best.json").read_text())["step"] == 20
-  assert checkpoints_io.Checkpointer(str(tmp_path)).load_best()["step"] == 20
+  assert run_dir.Checkpointer(str(tmp_path)).load_best()["step"] == 20

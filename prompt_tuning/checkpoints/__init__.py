@@ -12,9 +12,9 @@ from typing import Optional
 
 from etils import epath
 
-from prompt_tuning.checkpoints import hf, shapes, t5x
+from prompt_tuning.checkpoints import hf, t5x, validation
 from prompt_tuning.checkpoints.hf import save_hf
-from prompt_tuning.checkpoints.shapes import derive_config, validate_params
+from prompt_tuning.checkpoints.validation import derive_config, validate_params
 from prompt_tuning.models import T5Config
 
 __all__ = ["load", "detect_format", "save_hf", "validate_params", "derive_config",
@@ -98,7 +98,7 @@ def load(path: str, config: Optional[T5Config] = None,
   Returns:
     (config, params): params a plain nested dict of numpy arrays with T5X names.
   """
-  shapes.check_dtype(dtype)
+  validation.check_dtype(dtype)
   fmt, where = detect_format(path)
   if fmt == HF:
     return hf.load_hf(where, config, dtype)

@@ -14,8 +14,10 @@ from typing import Optional
 
 import numpy as np
 
-from prompt_tuning.checkpoints import shapes
+from prompt_tuning import tree
+from prompt_tuning.checkpoints import validation
 from prompt_tuning.models import T5Config
+from prompt_tuning.prompts.spec import PROMPT_PATHS
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -23,6 +25,9 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_FILE = "pytorch_model.bin"
 TORCH_INDEX = "pytorch_model.bin.index.json"
 WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX)
+# Hugging Face model types with T5's layout: T5 / T5 1.1 / Flan-T5 ("t5") and mT5
+# (T5 1.1's architecture with a 250,112-entry vocabulary).
+MODEL_TYPES = ("t5", "mt5")
 
 # Hugging Face `feed_forward_proj` <-> our `mlp_activations`. HF's "gated-gelu"
 # means the tanh approximation ("gelu_new"), like our "gelu"; a plain "gelu" in
@@ -53,12 +58,26 @@ _EMBED_COPIES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
 _LAYER_NORM_EPSILON = 1e-6
 
 
-def config_from_hf(hf: dict, path: str = CONFIG_FILE) -> T5Config:
-  """Maps a Hugging Face T5 `config.json` dict to our `T5Config`.
+# transformers' defaults for keys a config.json leaves out, per model_type.
+_DEFAULTS = {
+    "t5": dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8,
+               feed_forward_proj="relu"),
+    "mt5": dict(vocab_size=250112, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_heads=6,
+                feed_forward_proj="gated-gelu"),
+}
 
-  Missing keys take `transformers.T5Config`'s defaults, as `from_pretrained` would.
+
+def config_from_hf(hf: dict, path: str = CONFIG_FILE) -> T5Config:
+  """Maps a Hugging Face T5 or mT5 `config.json` dict to our `T5Config`.
+
+  Missing keys take `transformers.T5Config`'s (or `MT5Config`'s) defaults, as
+  `from_pretrained` would.
   """
-  proj = hf.get("feed_forward_proj", "relu")
+  model_type = hf.get("model_type", "t5")
+  if model_type not in MODEL_TYPES:
+    raise ValueError(f"{path}: model_type={model_type!r}; expected one of {MODEL_TYPES}.")
+  get = lambda key: hf.get(key, _DEFAULTS[model_type][key])
+  proj = get("feed_forward_proj")
   if proj not in _FEED_FORWARD:
     raise ValueError(f"{path}: feed_forward_proj={proj!r} is not supported; expected "
                      f"one of {sorted(_FEED_FORWARD)}.")
@@ -66,11 +85,10 @@ def config_from_hf(hf: dict, path: str = CONFIG_FILE) -> T5Config:
   if abs(eps - _LAYER_NORM_EPSILON) > 1e-12:
     raise ValueError(f"{path}: layer_norm_epsilon={eps}; expected {_LAYER_NORM_EPSILON} "
                      "(fixed in our RMS norm, as in T5).")
-  num_layers = hf.get("num_layers", 6)
+  num_layers = get("num_layers")
   return T5Config(
-      vocab_size=hf.get("vocab_size", 32128), emb_dim=hf.get("d_model", 512),
-      num_heads=hf.get("num_heads", 8), head_dim=hf.get("d_kv", 64),
-      mlp_dim=hf.get("d_ff", 2048), num_encoder_layers=num_layers,
+      vocab_size=get("vocab_size"), emb_dim=get("d_model"), num_heads=get("num_heads"),
+      head_dim=get("d_kv"), mlp_dim=get("d_ff"), num_encoder_layers=num_layers,
       num_decoder_layers=hf.get("num_decoder_layers") or num_layers,
       mlp_activations=_FEED_FORWARD[proj],
       dropout_rate=hf.get("dropout_rate", 0.1),
@@ -80,9 +98,13 @@ def config_from_hf(hf: dict, path: str = CONFIG_FILE) -> T5Config:
 
 
 def _scales_decoder_output(hf: dict) -> bool:
-  # transformers rescales the decoder output by 1/sqrt(d_model) (T5 1.0) unless the
+  # transformers' T5 rescales the decoder output by 1/sqrt(d_model) (T5 1.0) unless the
   # file says tie_word_embeddings=false; transformers 5 also writes the decision
-  # itself as scale_decoder_outputs.
+  # itself as scale_decoder_outputs. Its mT5 never rescales (T5 1.1's architecture:
+  # an untied lm_head; transformers 5 forces tie_word_embeddings=true in MT5Config
+  # and unties when the file holds a separate lm_head.weight).
+  if hf.get("model_type") == "mt5":
+    return False
   if "scale_decoder_outputs" in hf:
     return bool(hf["scale_decoder_outputs"])
   return hf.get("tie_word_embeddings", True) is not False
@@ -176,7 +198,7 @@ def params_from_hf(config: T5Config, state: dict, path: str = "state dict") -> t
 
   Returns:
     (params, {our path: HF name}); shapes are not checked here (see
-    `shapes.validate_params`), names are: every expected HF name must be
+    `validation.validate_params`), names are: every expected HF name must be
     present and every present one used.
   """
   state = dict(state)
@@ -216,12 +238,12 @@ def params_from_hf(config: T5Config, state: dict, path: str = "state dict") -> t
       lines.append(f"  unexpected ({len(state)}): " + ", ".join(
           f"{k} {tuple(np.shape(v))}" for k, v in sorted(state.items())))
     raise ValueError("\n".join(lines))
-  return shapes.unflatten(flat), names
+  return tree.unflatten(flat), names
 
 
 def params_to_hf(config: T5Config, params: dict) -> dict:
   """Our params -> {HF name: [out, in] numpy array}, what `save_pretrained` writes."""
-  flat = shapes.flatten(params)
+  flat = tree.flatten(params)
   return {theirs: np.ascontiguousarray(np.asarray(flat[ours]).T if transposed
                                        else np.asarray(flat[ours]))
           for ours, theirs, transposed in _name_table(config)}
@@ -240,8 +262,13 @@ def _read_torch(file: str) -> dict:
 
 
 def _read_safetensors(file: str) -> dict:
+  from safetensors import SafetensorError  # pylint: disable=import-outside-toplevel
   from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
-  return load_file(file)
+  try:
+    return load_file(file)
+  except SafetensorError as e:
+    raise ValueError(f"{file}: cannot read it as safetensors ({e}); the file is truncated "
+                     "or not a safetensors file. Expected Hugging Face T5 weights.") from e
 
 
 def read_state(directory: str) -> dict:
@@ -279,12 +306,17 @@ def load_hf(directory: str, config: Optional[T5Config] = None,
   Returns:
     (config, params): params a nested dict of numpy arrays with T5X names.
   """
-  shapes.check_dtype(dtype)
-  with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as f:
-    hf_config = json.load(f)
-  if hf_config.get("model_type", "t5") != "t5":
-    raise ValueError(f"{directory}/{CONFIG_FILE}: model_type="
-                     f"{hf_config.get('model_type')!r}; expected 't5'.")
+  validation.check_dtype(dtype)
+  config_path = os.path.join(directory, CONFIG_FILE)
+  with open(config_path, encoding="utf-8") as f:
+    try:
+      hf_config = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{config_path}: not valid JSON ({e}); expected a Hugging Face T5 "
+                       "config.json.") from e
+  if not isinstance(hf_config, dict):
+    raise ValueError(f"{config_path}: holds a JSON {type(hf_config).__name__}; expected an "
+                     "object of Hugging Face T5 config fields.")
   base = config_from_hf(hf_config, os.path.join(directory, CONFIG_FILE))
   state = read_state(directory)
   if not base.logits_via_embedding and "lm_head.weight" not in state and "shared.weight" in state:
@@ -292,8 +324,8 @@ def load_hf(directory: str, config: Optional[T5Config] = None,
     # to equal the embedding.
     state["lm_head.weight"] = state["shared.weight"]
   params, names = params_from_hf(config or base, state, directory)
-  config = shapes.resolve_config(params, directory, config or base, source_names=names)
-  return config, shapes.cast(params, dtype)
+  config = validation.resolve_config(params, directory, config or base, source_names=names)
+  return config, validation.cast(params, dtype)
 
 
 def save_hf(config: T5Config, params: dict, directory: str, overwrite: bool = False,
@@ -312,9 +344,8 @@ def save_hf(config: T5Config, params: dict, directory: str, overwrite: bool = Fa
       place for them); without it a prompt in `params` is an error.
   """
   from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
-  from prompt_tuning.prompts.prompt import PROMPT_PATHS  # pylint: disable=import-outside-toplevel
 
-  flat = shapes.flatten(params)
+  flat = tree.flatten(params)
   prompts = [p for p in PROMPT_PATHS if p in flat]
   if prompts:
     if not drop_prompt:
@@ -323,9 +354,8 @@ def save_hf(config: T5Config, params: dict, directory: str, overwrite: bool = Fa
                        "write the frozen model without it.")
     for prompt_path in prompts:
       flat.pop(prompt_path)
-    params = shapes.unflatten(flat)
-  config = config.replace(prompt_length=0, decoder_prompt_length=0)
-  shapes.validate_params(config, params, "params to save")
+    params = tree.unflatten(flat)
+  validation.validate_params(config, params, "params to save")
   existing = [f for f in (CONFIG_FILE, SAFETENSORS_FILE)
               if os.path.exists(os.path.join(directory, f))]
   if existing and not overwrite:
@@ -333,7 +363,7 @@ def save_hf(config: T5Config, params: dict, directory: str, overwrite: bool = Fa
                           "to replace them.")
   state = params_to_hf(config, params)
   dtypes = {str(v.dtype) for v in state.values()}
-  if not dtypes <= set(shapes.DTYPES):
+  if not dtypes <= set(validation.DTYPES):
     raise ValueError(f"params have dtypes {sorted(dtypes)}; expected float32 or bfloat16.")
   os.makedirs(directory, exist_ok=True)
   hf_config = config_to_hf(config)

@@ -29,8 +29,10 @@ import jax
 import numpy as np
 from etils import epath
 
-from prompt_tuning.checkpoints import shapes
+from prompt_tuning import tree
+from prompt_tuning.checkpoints import validation
 from prompt_tuning.models import T5Config
+from prompt_tuning.prompts import export
 
 CHECKPOINT_FILE = "checkpoint"   # legacy msgpack
 ORBAX_METADATA = "_METADATA"     # marks an Orbax PyTree directory
@@ -67,18 +69,6 @@ def _target(contents: Any, file: str) -> dict:
     raise ValueError(f"{file}: no 'target' (params) in the T5X checkpoint; expected "
                      f"{{'version', 'optimizer': {{'target', 'state'}}}}, found {keys}.")
   return state["target"]
-
-
-def _flatten_target(tree: dict, prefix: str = "") -> dict:
-  """Like `shapes.flatten`, but a tensorstore spec dict is a leaf."""
-  flat = {}
-  for key, value in tree.items():
-    path = f"{prefix}/{key}" if prefix else str(key)
-    if isinstance(value, dict) and not _is_ts_spec(value):
-      flat.update(_flatten_target(value, path))
-    else:
-      flat[path] = value
-  return flat
 
 
 def absolute_spec(spec: dict, ckpt_dir: str) -> dict:
@@ -124,7 +114,7 @@ def _abstract_leaf(leaf: Any, name: str, file: str) -> Any:
 def _read_leaves(flat: dict, ckpt_dir: str, dtype: str, file: str) -> dict:
   """Reads every tensorstore leaf (concurrently) and casts every leaf to `dtype`."""
   import tensorstore as ts  # pylint: disable=import-outside-toplevel
-  np_dtype = shapes.check_dtype(dtype)
+  np_dtype = validation.check_dtype(dtype)
   opened = {}
   for name, leaf in flat.items():
     if _is_ts_spec(leaf):
@@ -166,32 +156,33 @@ def load_legacy(file: str, config: Optional[T5Config] = None,
     (config, params): params a nested dict of numpy arrays with T5X names.
   """
   from flax import serialization  # pylint: disable=import-outside-toplevel
-  shapes.check_dtype(dtype)
+  validation.check_dtype(dtype)
   try:
     contents = serialization.msgpack_restore(epath.Path(file).read_bytes())
   except Exception as e:  # msgpack raises several unrelated types on garbage
     if isinstance(e, (FileNotFoundError, PermissionError)):
       raise
     raise ValueError(f"{file}: cannot decode as a msgpack T5X checkpoint: {e}") from e
-  flat = shapes.rename_reference_prompt(_flatten_target(_target(contents, file)))
-  abstract = shapes.unflatten({k: _abstract_leaf(v, k, file) for k, v in flat.items()})
-  config = shapes.resolve_config(abstract, file, config)
+  flat = export.rename_reference_prompt(
+      tree.flatten(_target(contents, file), is_leaf=_is_ts_spec), file)
+  abstract = tree.unflatten({k: _abstract_leaf(v, k, file) for k, v in flat.items()})
+  config = validation.resolve_config(abstract, file, config)
   ckpt_dir = os.fspath(epath.Path(file).parent)
-  return config, shapes.unflatten(_read_leaves(flat, ckpt_dir, dtype, file))
+  return config, tree.unflatten(_read_leaves(flat, ckpt_dir, dtype, file))
 
 
 # ------------------------------------------------------------------------- orbax
 
 
-def _params_key(tree: dict, directory: str) -> str:
+def _params_key(stored: dict, directory: str) -> str:
   """Which top-level entry of an Orbax tree holds the params."""
   for key in ("target", "params"):
-    if key in tree and isinstance(tree[key], dict):
+    if key in stored and isinstance(stored[key], dict):
       return key
-  if "token_embedder" in tree:
+  if "token_embedder" in stored:
     return ""
   raise ValueError(f"{directory}: no params in the Orbax checkpoint; expected a "
-                   f"'target' (T5X) or 'params' subtree, found {sorted(tree)}.")
+                   f"'target' (T5X) or 'params' subtree, found {sorted(stored)}.")
 
 
 def load_orbax(directory: str, config: Optional[T5Config] = None,
@@ -210,13 +201,13 @@ def load_orbax(directory: str, config: Optional[T5Config] = None,
     (config, params): params a nested dict of numpy arrays with T5X names.
   """
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  np_dtype = shapes.check_dtype(dtype)
+  np_dtype = validation.check_dtype(dtype)
   path = epath.Path(directory)
-  tree = dict(ocp.PyTreeCheckpointHandler().metadata(path).tree)
-  key = _params_key(tree, directory)
-  metadata = tree[key] if key else tree
-  renamed = shapes.unflatten(shapes.rename_reference_prompt(shapes.flatten(metadata)))
-  config = shapes.resolve_config(renamed, directory, config)
+  stored = dict(ocp.PyTreeCheckpointHandler().metadata(path).tree)
+  key = _params_key(stored, directory)
+  metadata = stored[key] if key else stored
+  renamed = tree.unflatten(export.rename_reference_prompt(tree.flatten(metadata), directory))
+  config = validation.resolve_config(renamed, directory, config)
 
   item = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, np_dtype), metadata)
   restore_args = jax.tree_util.tree_map(
@@ -227,5 +218,5 @@ def load_orbax(directory: str, config: Optional[T5Config] = None,
     restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
         item=item, restore_args=restore_args, partial_restore=True))
   params = restored[key] if key else restored
-  params = shapes.unflatten(shapes.rename_reference_prompt(shapes.flatten(params)))
-  return config, shapes.cast(params, dtype)
+  params = tree.unflatten(export.rename_reference_prompt(tree.flatten(params), directory))
+  return config, validation.cast(params, dtype)

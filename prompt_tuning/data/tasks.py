@@ -1,8 +1,10 @@
 """SuperGLUE and GLUE as seqio tasks in T5's text-to-text form.
 
-Importing this module registers every task once with the default vocabulary
-(T5's, read lazily: nothing is fetched until text is tokenized); call
-`register_tasks(vocabulary=...)` again to replace them, e.g. with VOCABULARY.
+Nothing is registered on import: `register_tasks(vocabulary=...)` registers
+every task and mixture, with the model's VOCABULARY (T5's by default, read
+lazily: nothing is fetched until text is tokenized), and replaces what an
+earlier call registered. Every entry point calls it: the run configs through
+REGISTER_TASKS, `prompt-tuning show-tasks`, the notebooks.
 
 Names (one row of `TASKS` each):
   super_glue_<name>_v102            input starts with the task word (T5)
@@ -358,6 +360,3 @@ def register_tasks(vocabulary: Union[None, str, seqio.Vocabulary] = None,
       seqio.MixtureRegistry.add(name, rates)
       _REGISTERED.append(("mixture", name))
   return [name for _, name in _REGISTERED]
-
-
-register_tasks()

@@ -24,11 +24,11 @@ import optax
 import seqio
 import sentencepiece as spm
 
-from prompt_tuning import checkpoints
+from prompt_tuning import checkpoints, losses, tree
+from prompt_tuning.data import inputs
 from prompt_tuning.demo import synthetic
 from prompt_tuning.demo import tasks as demo_tasks
 from prompt_tuning.models import T5Config, Transformer, init_params
-from prompt_tuning.train import inputs, partition
 from prompt_tuning.train import step as step_lib
 from prompt_tuning.train.state import TrainState
 
@@ -90,12 +90,12 @@ def build(output_dir: str, steps: int = 1200, batch_size: int = 64, seed: int = 
     demo_tasks.register_demo_tasks(vocabulary)
 
     params = init_params(DEMO_CONFIG, jax.random.PRNGKey(seed))
-    trainable, frozen = partition.split(params, ".*")
+    trainable, frozen = tree.split(params, ".*")
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, steps // 10, steps,
                                                   learning_rate / 30)
     tx = optax.adamw(schedule, weight_decay=1e-4)
     state = TrainState.create(trainable, tx, jax.random.PRNGKey(seed))
-    loss_cfg = step_lib.LossConfig(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
+    loss_cfg = losses.LossConfig(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
     train_step = step_lib.jit_train_step(Transformer(DEMO_CONFIG), tx, loss_cfg)
     batches = inputs.train_batches(demo_tasks.PRETRAIN_MIXTURE, FEATURE_LENGTHS,
                                    batch_size, seed)
@@ -103,7 +103,7 @@ def build(output_dir: str, steps: int = 1200, batch_size: int = 64, seed: int = 
       state, metrics = train_step(state, frozen, next(batches))
       if i % 200 == 0 or i == steps - 1:
         log(f"pretrain step {i:5d}  loss {float(metrics['loss']):.4f}")
-    params = partition.to_numpy(partition.merge(state.trainable, frozen))
+    params = tree.to_numpy(tree.merge(state.trainable, frozen))
     accuracy = token_accuracy(DEMO_CONFIG, params, vocabulary)
     log("validation exact match with task words: "
         + ", ".join(f"{k} {100 * v:.1f}%" for k, v in accuracy.items()))

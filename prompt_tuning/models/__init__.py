@@ -1,9 +1,11 @@
-"""T5 1.1 in Flax: config, named sizes, the encoder-decoder, decoding."""
+"""T5 in Flax: config, named sizes of each family, the encoder-decoder, decoding, scoring."""
 from prompt_tuning.models import sizes
+from prompt_tuning.models.config import T5Config
 from prompt_tuning.models.sizes import get_config
-from prompt_tuning.models.t5 import (Decoder, Encoder, T5Config, Transformer, init_cache,
-                                     init_params, param_axes)
+from prompt_tuning.models.t5 import (Decoder, Encoder, Transformer, as_model, encode,
+                                     init_cache, init_params, param_axes)
 
 __all__ = ["sizes", "get_config", "T5Config", "Transformer", "Encoder", "Decoder",
-           "init_params", "init_cache", "param_axes"]
-from prompt_tuning.models import decoding  # noqa: E402  (decoding and scoring)
+           "as_model", "encode", "init_params", "init_cache", "param_axes", "decoding",
+           "scoring"]
+from prompt_tuning.models import decoding, scoring  # noqa: E402  (they import the above)

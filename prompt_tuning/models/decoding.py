@@ -9,56 +9,55 @@ sequence is done.
 Token conventions (T5 / seqio): 0 is padding and the decoder start token, 1 is
 EOS. Decoded ids are [B, T] without the start token; positions after EOS are 0.
 
-A decoder prompt (`decoder_prompt_length` P > 0) is written into the cache
-once per call, after the encoder and before the first step (`_start_cache`);
-`max_decode_length` still counts generated tokens only.
+A decoder prompt (P positions) is written into the cache once per call, after
+the encoder and before the first step (`_start_cache`); `max_decode_length`
+still counts generated tokens only. With prompt banks every function takes
+`prompt_ids` [B], each example's prompt (encoder and decoder alike), so one
+call decodes examples of many tasks, or of many ensemble members, together.
 
 Dimension letters: B batch, L encoder input length, S encoder output length
 (P + L with a soft prompt), T decoder length, V vocab, C options, K beams.
 """
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning.models.t5 import Transformer, init_cache
+from prompt_tuning.models.layers import NEG_INF
+from prompt_tuning.models.t5 import Transformer, encode, init_cache
 # Scoring lives in its own module; re-exported here for one import path.
 from prompt_tuning.models.scoring import rank_classify, score, score_options  # noqa: F401
 
 Array = jax.Array
 Params = Any
-
-# Stands for -inf in beam scores and masked logits; finite, so arithmetic on it
-# (adding a log-prob, dividing by a length penalty) stays well defined.
-NEG_INF = -1.0e10
+# NEG_INF stands for -inf in beam scores and masked logits; finite, so
+# arithmetic on it (adding a log-prob, dividing by a length penalty) stays
+# well defined.
 
 
 # ----------------------------------------------------------------------------
 # Encoder once, then cached decoder steps.
 # ----------------------------------------------------------------------------
 
-def _encode(model: Transformer, params: Params, encoder_input_tokens: Array):
-  """[B, L] ids -> ([B, S, D] encodings, [B, S] mask), soft prompt included."""
-  return model.apply({"params": params}, encoder_input_tokens, method="encode")
-
-
 def _start_cache(model: Transformer, params: Params, encoded: Array,
-                 encoder_mask: Array, max_decode_length: int) -> Params:
+                 encoder_mask: Array, max_decode_length: int,
+                 prompt_ids: Optional[Array] = None) -> Params:
   """An empty cache for batch B, with the decoder prompt (if any) prefilled.
 
   Args:
     encoded: [B, S, D] encodings; encoder_mask: [B, S].
     max_decode_length: T_max, the tokens to generate.
+    prompt_ids: [B] each row's prompt of a decoder-prompt bank.
 
   Returns:
     The "cache" collection: [B, P + T_max, N, K] keys/values, index P.
   """
-  cache = init_cache(model.config, encoded.shape[0], max_decode_length)
-  if not model.config.decoder_prompt_length:
+  cache = init_cache(model, encoded.shape[0], max_decode_length)
+  if model.decoder_prompt is None:
     return cache
   _, variables = model.apply(
       {"params": params, "cache": cache}, encoded, encoder_mask, max_decode_length,
-      method="prefill_decoder_prompt", mutable=["cache"])
+      prompt_ids, method="prefill_decoder_prompt", mutable=["cache"])
   return variables["cache"]
 
 
@@ -91,19 +90,21 @@ def _check_decode_args(encoder_input_tokens: Array, max_decode_length: int) -> N
 
 def _decode_loop(model: Transformer, params: Params, encoder_input_tokens: Array,
                  max_decode_length: int, eos_id: int,
-                 choose: Callable[[Array, Array], Array]) -> Array:
+                 choose: Callable[[Array, Array], Array],
+                 prompt_ids: Optional[Array] = None) -> Array:
   """Decodes one token per step with `choose(logits [B, V], step) -> [B] ids`.
 
   Returns:
     [B, T] ids; after a sequence's EOS its positions are 0.
   """
   _check_decode_args(encoder_input_tokens, max_decode_length)
-  encoded, encoder_mask = _encode(model, params, encoder_input_tokens)
+  encoded, encoder_mask = encode(model, params, encoder_input_tokens, prompt_ids)
   batch = encoder_input_tokens.shape[0]
   # Column 0 holds the decoder start token (0); column i + 1 the i-th output.
   seqs = jnp.zeros((batch, max_decode_length + 1), jnp.int32)
   state = (jnp.array(0, jnp.int32), seqs,
-           _start_cache(model, params, encoded, encoder_mask, max_decode_length),
+           _start_cache(model, params, encoded, encoder_mask, max_decode_length,
+                        prompt_ids),
            jnp.zeros((batch,), bool))
 
   def not_done(state):
@@ -123,21 +124,23 @@ def _decode_loop(model: Transformer, params: Params, encoder_input_tokens: Array
 
 
 def greedy_decode(model: Transformer, params: Params, encoder_input_tokens: Array,
-                  max_decode_length: int, eos_id: int = 1) -> Array:
+                  max_decode_length: int, eos_id: int = 1,
+                  prompt_ids: Optional[Array] = None) -> Array:
   """Greedy (argmax) decoding with the key/value cache.
 
   Args:
-    model: the `Transformer` (its config decides the soft prompt).
+    model: the `Transformer` (its prompt specs decide the soft prompts).
     params: its params.
     encoder_input_tokens: [B, L] ids, 0 = padding.
     max_decode_length: T, the most tokens generated per sequence.
     eos_id: ends a sequence (it is kept in the output).
+    prompt_ids: [B] each example's prompt in the bank (None: one prompt).
 
   Returns:
     [B, T] int32 ids, 0 after EOS.
   """
   return _decode_loop(model, params, encoder_input_tokens, max_decode_length, eos_id,
-                      lambda logits, i: jnp.argmax(logits, axis=-1))
+                      lambda logits, i: jnp.argmax(logits, axis=-1), prompt_ids)
 
 
 # ----------------------------------------------------------------------------
@@ -215,15 +218,16 @@ def _check_sampling_args(temperature: float, top_k: int, top_p: float, vocab: in
 
 def sample_decode(model: Transformer, params: Params, encoder_input_tokens: Array,
                   max_decode_length: int, rng: Array, temperature: float = 1.0,
-                  top_k: int = 0, top_p: float = 1.0, eos_id: int = 1) -> Array:
+                  top_k: int = 0, top_p: float = 1.0, eos_id: int = 1,
+                  prompt_ids: Optional[Array] = None) -> Array:
   """Temperature / top-k / top-p sampling with the key/value cache.
 
   Step i draws with `jax.random.fold_in(rng, i)`, so a seed gives the same ids
   whatever the batch is jitted with.
 
   Args:
-    model, params, encoder_input_tokens, max_decode_length, eos_id: as
-      `greedy_decode`.
+    model, params, encoder_input_tokens, max_decode_length, eos_id,
+      prompt_ids: as `greedy_decode`.
     rng: a PRNG key.
     temperature: divides the logits; 0 is greedy decoding.
     top_k: sample among the k most likely tokens (0 = all).
@@ -239,7 +243,7 @@ def sample_decode(model: Transformer, params: Params, encoder_input_tokens: Arra
     return sample_logits(jax.random.fold_in(rng, i), logits, temperature, top_k, top_p)
 
   return _decode_loop(model, params, encoder_input_tokens, max_decode_length, eos_id,
-                      choose)
+                      choose, prompt_ids)
 
 
 # ----------------------------------------------------------------------------
@@ -301,7 +305,8 @@ def _cannot_improve(live_log_probs: Array, finished_scores: Array, step: Array,
 
 def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
                 max_decode_length: int, num_beams: int, alpha: float = 0.6,
-                eos_id: int = 1) -> tuple[Array, Array]:
+                eos_id: int = 1, prompt_ids: Optional[Array] = None
+                ) -> tuple[Array, Array]:
   """Beam search with T5X's length penalty.
 
   As T5X: each step expands the K live beams, keeps the 2K best candidates
@@ -314,8 +319,8 @@ def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
   is length-penalised and comparable.
 
   Args:
-    model, params, encoder_input_tokens, max_decode_length, eos_id: as
-      `greedy_decode`.
+    model, params, encoder_input_tokens, max_decode_length, eos_id,
+      prompt_ids: as `greedy_decode`.
     num_beams: K.
     alpha: length-penalty exponent (T5X default 0.6; 0 = raw log-probs).
 
@@ -326,10 +331,11 @@ def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
   if int(num_beams) < 1:
     raise ValueError(f"num_beams={num_beams}; expected >= 1.")
   batch, k, length = encoder_input_tokens.shape[0], int(num_beams), int(max_decode_length)
-  encoded, encoder_mask = _encode(model, params, encoder_input_tokens)
+  encoded, encoder_mask = encode(model, params, encoder_input_tokens, prompt_ids)
   # [B, S, D] -> [B * K, S, D]: beam b * K + j of example b.
   encoded = jnp.repeat(encoded, k, axis=0)
   encoder_mask = jnp.repeat(encoder_mask, k, axis=0)
+  beam_ids = None if prompt_ids is None else jnp.repeat(jnp.asarray(prompt_ids), k, axis=0)
   # All beams start from the same empty sequence; only the first is live.
   first_only = jnp.where(jnp.arange(k) == 0, 0.0, NEG_INF)
   state = _BeamState(
@@ -338,7 +344,7 @@ def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
       live_log_probs=jnp.broadcast_to(first_only, (batch, k)),
       finished_seqs=jnp.zeros((batch, k, length + 1), jnp.int32),
       finished_scores=jnp.full((batch, k), NEG_INF, jnp.float32),
-      cache=_start_cache(model, params, encoded, encoder_mask, length))
+      cache=_start_cache(model, params, encoded, encoder_mask, length, beam_ids))
 
   def not_done(s: _BeamState):
     return (s.step < length) & ~jnp.all(
@@ -379,7 +385,8 @@ def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
 def predict(model: Transformer, params: Params, encoder_input_tokens: Array,
             max_decode_length: int, *, num_beams: int = 1, alpha: float = 0.6,
             temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-            rng: Optional[Array] = None, eos_id: int = 1) -> Array:
+            rng: Optional[Array] = None, eos_id: int = 1,
+            prompt_ids: Optional[Array] = None) -> Array:
   """Decodes with the method the settings name: beams > 1, sampling, or greedy.
 
   Args:
@@ -397,11 +404,12 @@ def predict(model: Transformer, params: Params, encoder_input_tokens: Array,
       raise ValueError(f"num_beams={num_beams} with temperature={temperature}; "
                        "expected one of beam search or sampling.")
     ids, _ = beam_search(model, params, encoder_input_tokens, max_decode_length,
-                         num_beams, alpha, eos_id)
+                         num_beams, alpha, eos_id, prompt_ids)
     return ids[:, 0]
   if temperature > 0:
     if rng is None:
       raise ValueError(f"temperature={temperature} samples; expected an rng key.")
     return sample_decode(model, params, encoder_input_tokens, max_decode_length, rng,
-                         temperature, top_k, top_p, eos_id)
-  return greedy_decode(model, params, encoder_input_tokens, max_decode_length, eos_id)
+                         temperature, top_k, top_p, eos_id, prompt_ids)
+  return greedy_decode(model, params, encoder_input_tokens, max_decode_length, eos_id,
+                       prompt_ids)

@@ -2,27 +2,21 @@
 
 `score` sums target-token log-probs per example (no length normalisation);
 `score_options` scores C candidate targets per example with one encoder pass;
-`rank_classify` takes their argmax. Pure and jittable.
+`rank_classify` takes their argmax. Pure and jittable. With prompt banks each
+takes `prompt_ids` [B] (in `score`, the batch's "prompt_ids" feature).
 
 Dimension letters: B batch, L encoder input length, S encoder output length,
 T target length, V vocab, C options.
 """
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning.models.t5 import Transformer
+from prompt_tuning.models.t5 import Transformer, encode
 
 Array = jax.Array
 Params = Any
-
-
-def _encode(model: Transformer, params: Params, encoder_input_tokens: Array):
-  """[B, L] ids -> ([B, S, D] encodings, [B, S] mask), soft prompt included."""
-  return model.apply({"params": params}, encoder_input_tokens, method="encode")
-
-
 
 def _sequence_log_probs(logits: Array, targets: Array, weights: Array) -> Array:
   """[B, T, V] logits, [B, T] targets and weights -> [B] weighted log-prob sums."""
@@ -42,13 +36,15 @@ def score(model: Transformer, params: Params, batch: Mapping[str, Array]) -> Arr
       (targets shifted right, start 0) and `decoder_target_tokens` (0 =
       padding). `decoder_loss_weights` [B, T], if present, weights the tokens
       as in T5X; otherwise a token counts when its target is not 0.
+      `prompt_ids` [B], if present, picks each example's prompt of a bank.
 
   Returns:
     [B] float32 sums of target-token log-probs (no length normalisation).
   """
   targets = batch["decoder_target_tokens"]
   logits = model.apply({"params": params}, batch["encoder_input_tokens"],
-                       batch["decoder_input_tokens"], targets)
+                       batch["decoder_input_tokens"], targets,
+                       prompt_ids=batch.get("prompt_ids"))
   weights = batch.get("decoder_loss_weights")
   if weights is None:
     weights = targets > 0
@@ -61,7 +57,7 @@ def _shift_right(targets: Array) -> Array:
 
 
 def score_options(model: Transformer, params: Params, encoder_input_tokens: Array,
-                  option_targets: Array) -> Array:
+                  option_targets: Array, prompt_ids: Optional[Array] = None) -> Array:
   """Scores C candidate targets per example with one encoder pass per example.
 
   Rank classification: the encodings are computed once and tiled over the
@@ -73,6 +69,7 @@ def score_options(model: Transformer, params: Params, encoder_input_tokens: Arra
     encoder_input_tokens: [B, L] ids, 0 = padding.
     option_targets: [B, C, T] target ids per example, or [C, T] shared by all
       examples; 0 = padding (e.g. after EOS).
+    prompt_ids: [B] each example's prompt in the bank (None: one prompt).
 
   Returns:
     [B, C] float32 sums of target-token log-probs.
@@ -84,19 +81,22 @@ def score_options(model: Transformer, params: Params, encoder_input_tokens: Arra
     raise ValueError(f"option_targets has shape {option_targets.shape}; expected "
                      f"[batch={batch}, options, length] or [options, length].")
   _, num_options, length = option_targets.shape
-  encoded, encoder_mask = _encode(model, params, encoder_input_tokens)
+  encoded, encoder_mask = encode(model, params, encoder_input_tokens, prompt_ids)
   # [B, S, D] -> [B * C, S, D]: row b * C + c is option c of example b.
   encoded = jnp.repeat(encoded, num_options, axis=0)
   encoder_mask = jnp.repeat(encoder_mask, num_options, axis=0)
+  option_ids = (None if prompt_ids is None
+                else jnp.repeat(jnp.asarray(prompt_ids), num_options, axis=0))
   targets = option_targets.reshape(batch * num_options, length)
   logits = model.apply({"params": params}, encoded, encoder_mask, _shift_right(targets),
-                       targets, method="decode")
+                       targets, prompt_ids=option_ids, method="decode")
   scores = _sequence_log_probs(logits, targets, (targets > 0).astype(jnp.float32))
   return scores.reshape(batch, num_options)
 
 
 def rank_classify(model: Transformer, params: Params, encoder_input_tokens: Array,
-                  option_targets: Array) -> tuple[Array, Array]:
+                  option_targets: Array,
+                  prompt_ids: Optional[Array] = None) -> tuple[Array, Array]:
   """Picks the most likely option per example.
 
   Args: as `score_options`.
@@ -104,5 +104,5 @@ def rank_classify(model: Transformer, params: Params, encoder_input_tokens: Arra
   Returns:
     ([B] int32 index of the best option, [B, C] scores).
   """
-  scores = score_options(model, params, encoder_input_tokens, option_targets)
+  scores = score_options(model, params, encoder_input_tokens, option_targets, prompt_ids)
   return jnp.argmax(scores, axis=-1).astype(jnp.int32), scores

@@ -3,70 +3,25 @@
 The encoder takes already-embedded inputs plus a mask, so a soft prompt is put
 in front of the token embeddings (before the input dropout) without touching
 the layers. An optional decoder prompt is put in front of the embedded decoder
-inputs the same way; its positions get no logits. Parameter paths are T5X's
-verbatim (see README, "Parameter tree").
+inputs the same way; its positions get no logits. Each prompt is described by
+a `PromptSpec` given to the `Transformer` beside its `T5Config`; a spec with
+K > 1 prompts is a bank, and every call then takes `prompt_ids` [B] saying
+which prompt each example uses (one id for both stacks). Parameter paths are
+T5X's verbatim (see README, "Parameter tree").
 """
-import dataclasses
-from typing import Optional, Sequence
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from prompt_tuning.models import layers
+from prompt_tuning.models.config import T5Config
 from prompt_tuning.prompts import prompt as prompt_lib
+from prompt_tuning.prompts.spec import DECODER, ENCODER, PromptSpec
 
 Array = jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class T5Config:
-  """Hyperparameters of a T5 encoder-decoder (T5X field names).
-
-  `prompt_length > 0` adds a [prompt_length, emb_dim] soft prompt at
-  `encoder/prompt/prompt`, joined to the input by `prompt_combine`
-  ("prefix", "after_bos" or "suffix"). `decoder_prompt_length > 0` adds a
-  [decoder_prompt_length, emb_dim] prompt at `decoder/prompt/prompt`, in front
-  of the decoder inputs. Either may be 0 while the other is not.
-  """
-  vocab_size: int = 32128
-  emb_dim: int = 512
-  num_heads: int = 6
-  num_encoder_layers: int = 8
-  num_decoder_layers: int = 8
-  head_dim: int = 64
-  mlp_dim: int = 1024
-  mlp_activations: Sequence[str] = ("gelu", "linear")
-  dropout_rate: float = 0.1
-  logits_via_embedding: bool = False
-  relative_attention_num_buckets: int = 32
-  relative_attention_max_distance: int = 128
-  dtype: str = "float32"
-  prompt_length: int = 0
-  prompt_combine: str = "prefix"
-  decoder_prompt_length: int = 0
-
-  def __post_init__(self):
-    # A tuple keeps the config hashable (it is a static jit argument).
-    object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
-    if self.dtype not in ("float32", "bfloat16"):
-      raise ValueError(f"T5Config.dtype={self.dtype!r}; expected float32 or bfloat16.")
-    for name in ("vocab_size", "emb_dim", "num_heads", "head_dim", "mlp_dim"):
-      if getattr(self, name) <= 0:
-        raise ValueError(f"T5Config.{name}={getattr(self, name)}; expected > 0.")
-    if self.prompt_length < 0:
-      raise ValueError(f"T5Config.prompt_length={self.prompt_length}; expected >= 0.")
-    if self.decoder_prompt_length < 0:
-      raise ValueError(f"T5Config.decoder_prompt_length={self.decoder_prompt_length}; "
-                       "expected >= 0.")
-    prompt_lib.get_combine_fn(self.prompt_combine)  # validates the name
-
-  @property
-  def activation_dtype(self):
-    return jnp.dtype(self.dtype)
-
-  def replace(self, **changes) -> "T5Config":
-    return dataclasses.replace(self, **changes)
+Params = Any
 
 
 def _dropout(cfg: T5Config) -> nn.Dropout:
@@ -106,24 +61,28 @@ class EncoderLayer(nn.Module):
 class Encoder(nn.Module):
   """Prompt (optional) -> input dropout -> layers -> final norm."""
   config: T5Config
+  prompt: Optional[PromptSpec] = None
 
   @nn.compact
-  def __call__(self, embedded: Array, mask: Array,
-               deterministic: bool = True) -> tuple[Array, Array]:
+  def __call__(self, embedded: Array, mask: Array, deterministic: bool = True,
+               prompt_ids: Optional[Array] = None) -> tuple[Array, Array]:
     """Encodes already-embedded inputs.
 
     Args:
       embedded: [B, L, D] input embeddings.
       mask: [B, L] 1 for real tokens, 0 for padding.
       deterministic: disables dropout.
+      prompt_ids: [B] which prompt of the bank each example uses (None for a
+        single prompt).
 
     Returns:
       [B, P + L, D] encodings and their [B, P + L] mask (P = 0 without prompt).
     """
     cfg = self.config
-    if cfg.prompt_length:
-      prompt = prompt_lib.Prompt(cfg.prompt_length, name="prompt")(cfg.emb_dim)
-      embedded, mask = prompt_lib.get_combine_fn(cfg.prompt_combine)(
+    if self.prompt is not None:
+      prompt = prompt_lib.Prompt(self.prompt, name="prompt")(
+          cfg.emb_dim, embedded.shape[0], prompt_ids)
+      embedded, mask = prompt_lib.get_combine_fn(self.prompt.combine)(
           prompt, embedded, mask)
     x = _dropout(cfg)(embedded.astype(cfg.activation_dtype), deterministic=deterministic)
     length = x.shape[1]
@@ -162,7 +121,7 @@ class DecoderLayer(nn.Module):
 class Decoder(nn.Module):
   """Causal decoder with cross-attention; logits untied (1.1) or tied (1.0).
 
-  With `decoder_prompt_length` P > 0 the [P, D] prompt is put in front of the
+  With a decoder prompt (P positions) the [B, P, D] prompts are put in front of the
   embedded decoder inputs (before the input dropout). Every position attends
   causally, so each token sees all P prompt positions and the prompt rows see
   only earlier prompt rows; relative positions count the prompt. The prompt
@@ -172,12 +131,13 @@ class Decoder(nn.Module):
   """
   config: T5Config
   shared_embedding: nn.Module
+  prompt: Optional[PromptSpec] = None
 
   @nn.compact
   def __call__(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Optional[Array] = None, deterministic: bool = True,
                decode: bool = False, max_decode_length: Optional[int] = None,
-               prefill: bool = False) -> Array:
+               prefill: bool = False, prompt_ids: Optional[Array] = None) -> Array:
     """Runs the decoder.
 
     Args:
@@ -192,6 +152,8 @@ class Decoder(nn.Module):
         prompt (decode mode only; the cache has P + T_max positions).
       prefill: decode mode only: write the decoder prompt's P positions into
         the (empty) cache; `decoder_input_tokens` must be [B, 0].
+      prompt_ids: [B] which prompt of a decoder-prompt bank each example uses
+        (teacher forcing and prefill; decode steps find it in the cache).
 
     Returns:
       [B, T, V] float32 logits (none for the decoder prompt positions).
@@ -207,16 +169,18 @@ class Decoder(nn.Module):
     y = self.shared_embedding(decoder_input_tokens).astype(dt)
     query_mask = jnp.ones_like(decoder_input_tokens) if decode else decoder_target_tokens > 0
     # Decode steps after the prefill find the prompt in the cache.
-    num_prompt = cfg.decoder_prompt_length if (prefill or not decode) else 0
+    prompt_length = self.prompt.length if self.prompt is not None else 0
+    num_prompt = prompt_length if (prefill or not decode) else 0
     if num_prompt:
-      prompt = prompt_lib.Prompt(num_prompt, name="prompt")(cfg.emb_dim)
+      prompt = prompt_lib.Prompt(self.prompt, name="prompt")(
+          cfg.emb_dim, y.shape[0], prompt_ids)
       # [B, T, D] -> [B, P + T, D]; prompt positions are never masked.
       y, query_mask = prompt_lib.combine_prefix(prompt, y, query_mask)
     y = _dropout(cfg)(y, deterministic=deterministic)
     relpos = _relpos(cfg)
     if decode:
       # The attention slices this [1, N, P + T_max, P + T_max] bias at the cache index.
-      max_len = cfg.decoder_prompt_length + (max_decode_length or length)
+      max_len = prompt_length + (max_decode_length or length)
       self_bias = relpos(max_len, max_len, bidirectional=False)
     else:
       total = y.shape[1]  # P + T
@@ -243,8 +207,41 @@ class Decoder(nn.Module):
 
 
 class Transformer(nn.Module):
-  """The encoder-decoder. `__call__` gives teacher-forced [B, T, V] logits."""
+  """The encoder-decoder. `__call__` gives teacher-forced [B, T, V] logits.
+
+  Attributes:
+    config: the frozen architecture.
+    encoder_prompt: the soft prompt joined to the encoder input (the paper's),
+      or None.
+    decoder_prompt: a prompt in front of the decoder input, or None.
+      When both are banks they hold the same number of prompts K, and
+      `prompt_ids[b]` picks example b's prompt in both.
+  """
   config: T5Config
+  encoder_prompt: Optional[PromptSpec] = None
+  decoder_prompt: Optional[PromptSpec] = None
+
+  def __post_init__(self):
+    for name, spec, stack in (("encoder_prompt", self.encoder_prompt, ENCODER),
+                              ("decoder_prompt", self.decoder_prompt, DECODER)):
+      if spec is not None and (not isinstance(spec, PromptSpec) or spec.stack != stack):
+        raise ValueError(f"Transformer.{name}={spec!r}; expected a PromptSpec with "
+                         f"stack={stack!r} or None.")
+    banks = {s.num_prompts for s in (self.encoder_prompt, self.decoder_prompt) if s}
+    if len(banks) > 1:
+      raise ValueError(f"the encoder and decoder prompt banks hold {sorted(banks)} prompts; "
+                       "expected the same K, since one prompt_ids [B] indexes both.")
+    super().__post_init__()
+
+  @property
+  def num_prompts(self) -> int:
+    """K, the prompts per bank (1 without a bank or without any prompt)."""
+    return max([s.num_prompts for s in self.prompt_specs] or [1])
+
+  @property
+  def prompt_specs(self) -> tuple:
+    """The model's prompt specs, encoder first."""
+    return tuple(s for s in (self.encoder_prompt, self.decoder_prompt) if s is not None)
 
   def setup(self):
     cfg = self.config
@@ -253,94 +250,146 @@ class Transformer(nn.Module):
         param_dtype=jnp.float32,
         embedding_init=layers.param_with_axes(nn.initializers.normal(1.0),
                                               ("vocab", "embed")))
-    self.encoder = Encoder(cfg)
-    self.decoder = Decoder(cfg, shared_embedding=self.token_embedder)
+    self.encoder = Encoder(cfg, prompt=self.encoder_prompt)
+    self.decoder = Decoder(cfg, shared_embedding=self.token_embedder,
+                           prompt=self.decoder_prompt)
 
   def embed(self, tokens: Array) -> Array:
     """[B, L] int ids -> [B, L, D] embeddings."""
     return self.token_embedder(tokens)
 
-  def encode(self, encoder_input_tokens: Array,
-             enable_dropout: bool = False) -> tuple[Array, Array]:
-    """[B, L] ids (0 = padding) -> ([B, P + L, D] encodings, [B, P + L] mask)."""
+  def encode(self, encoder_input_tokens: Array, enable_dropout: bool = False,
+             prompt_ids: Optional[Array] = None) -> tuple[Array, Array]:
+    """[B, L] ids (0 = padding) -> ([B, P + L, D] encodings, [B, P + L] mask).
+
+    `prompt_ids` [B] picks each example's prompt from a bank (see class doc).
+    """
     mask = (encoder_input_tokens > 0).astype(jnp.int32)
     return self.encoder(self.embed(encoder_input_tokens), mask,
-                        deterministic=not enable_dropout)
+                        deterministic=not enable_dropout, prompt_ids=prompt_ids)
 
-  def encode_embedded(self, embedded: Array, mask: Array,
-                      enable_dropout: bool = False) -> tuple[Array, Array]:
+  def encode_embedded(self, embedded: Array, mask: Array, enable_dropout: bool = False,
+                      prompt_ids: Optional[Array] = None) -> tuple[Array, Array]:
     """[B, L, D] embeddings + [B, L] mask -> encodings and mask, prompt included."""
-    return self.encoder(embedded, mask, deterministic=not enable_dropout)
+    return self.encoder(embedded, mask, deterministic=not enable_dropout,
+                        prompt_ids=prompt_ids)
 
   def decode(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array,
              decoder_target_tokens: Optional[Array] = None, enable_dropout: bool = False,
-             decode: bool = False, max_decode_length: Optional[int] = None) -> Array:
+             decode: bool = False, max_decode_length: Optional[int] = None,
+             prompt_ids: Optional[Array] = None) -> Array:
     """See `Decoder.__call__`; returns [B, T, V] float32 logits."""
     return self.decoder(encoded, encoder_mask, decoder_input_tokens,
                         decoder_target_tokens, deterministic=not enable_dropout,
-                        decode=decode, max_decode_length=max_decode_length)
+                        decode=decode, max_decode_length=max_decode_length,
+                        prompt_ids=prompt_ids)
 
   def prefill_decoder_prompt(self, encoded: Array, encoder_mask: Array,
-                             max_decode_length: int) -> Array:
+                             max_decode_length: int,
+                             prompt_ids: Optional[Array] = None) -> Array:
     """Decode mode: writes the decoder prompt into an empty cache (index 0 -> P).
 
-    Run once before the first decode step when `decoder_prompt_length` > 0.
+    Run once before the first decode step when there is a decoder prompt.
 
     Args:
       encoded: [B, S, D] encodings; encoder_mask: [B, S].
       max_decode_length: T_max, as given to `init_cache`.
+      prompt_ids: [B] each example's prompt of a decoder-prompt bank.
 
     Returns:
       [B, 0, V] logits (the prompt positions have none); the cache is the point.
     """
     tokens = jnp.zeros((encoded.shape[0], 0), jnp.int32)
     return self.decoder(encoded, encoder_mask, tokens, decode=True,
-                        max_decode_length=max_decode_length, prefill=True)
+                        max_decode_length=max_decode_length, prefill=True,
+                        prompt_ids=prompt_ids)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Optional[Array] = None,
-               enable_dropout: bool = False) -> Array:
-    """[B, L] inputs, [B, T] decoder inputs/targets -> [B, T, V] float32 logits."""
-    encoded, mask = self.encode(encoder_input_tokens, enable_dropout)
+               enable_dropout: bool = False, prompt_ids: Optional[Array] = None) -> Array:
+    """[B, L] inputs, [B, T] decoder inputs/targets -> [B, T, V] float32 logits.
+
+    `prompt_ids` [B] picks each example's prompt from the bank(s).
+    """
+    encoded, mask = self.encode(encoder_input_tokens, enable_dropout, prompt_ids)
     return self.decode(encoded, mask, decoder_input_tokens, decoder_target_tokens,
-                       enable_dropout)
+                       enable_dropout, prompt_ids=prompt_ids)
 
 
-def init_params(config: T5Config, rng: Array, batch: int = 1, input_length: int = 4,
-                target_length: int = 4) -> dict:
-  """Random params (plain nested dict of float32 arrays) for `config`."""
-  model = Transformer(config)
+def as_model(model_or_config: Any) -> Transformer:
+  """A `Transformer`, or a `T5Config` made into one without prompts."""
+  if isinstance(model_or_config, T5Config):
+    return Transformer(model_or_config)
+  if not isinstance(model_or_config, Transformer):
+    raise TypeError(f"expected a Transformer or a T5Config; got "
+                    f"{type(model_or_config).__name__}.")
+  return model_or_config
+
+
+def _init_args(model: Transformer, batch: int, input_length: int, target_length: int):
   tokens = jnp.ones((batch, input_length), jnp.int32)
   targets = jnp.ones((batch, target_length), jnp.int32)
-  variables = jax.jit(model.init)(rng, tokens, targets, targets)
+  ids = jnp.zeros((batch,), jnp.int32) if model.num_prompts > 1 else None
+  return tokens, targets, ids
+
+
+def init_params(model: Any, rng: Array, batch: int = 1, input_length: int = 4,
+                target_length: int = 4) -> dict:
+  """Random params (plain nested dict of float32 arrays).
+
+  Args:
+    model: a `Transformer` (its prompts included) or a `T5Config` (no prompt).
+    rng: PRNG key.
+  """
+  model = as_model(model)
+  tokens, targets, ids = _init_args(model, batch, input_length, target_length)
+  variables = jax.jit(lambda r: model.init(r, tokens, targets, targets, prompt_ids=ids))(rng)
   return nn.unbox(variables["params"])
 
 
-def param_axes(config: T5Config) -> dict:
+def param_axes(model: Any) -> dict:
   """Logical axis names of every param, as a tree of `jax.sharding.PartitionSpec`."""
-  model = Transformer(config)
-  tokens = jnp.ones((1, 4), jnp.int32)
-  abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens, tokens, tokens)
+  model = as_model(model)
+  tokens, targets, ids = _init_args(model, 1, 4, 4)
+  abstract = jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(0), tokens, targets, targets, prompt_ids=ids))
   return nn.get_partition_spec(abstract)["params"]
 
 
-def init_cache(config: T5Config, batch: int, max_decode_length: int,
+def init_cache(model: Any, batch: int, max_decode_length: int,
                encoded_length: int = 1) -> dict:
   """Zeroed decoder key/value cache for `max_decode_length` steps.
 
   With a decoder prompt the cache also holds its P positions (in front); fill
   them with `Transformer.prefill_decoder_prompt` before the first step.
 
+  Args:
+    model: a `Transformer` (its decoder prompt sizes the cache) or a `T5Config`.
+
   Returns:
     The "cache" collection: per self-attention layer cached_key/cached_value
-    [B, P + T_max, N, K] (P = decoder_prompt_length) and cache_index.
+    [B, P + T_max, N, K] (P the decoder prompt's length, else 0) and cache_index.
   """
-  model = Transformer(config)
+  model = as_model(model)
+  config = model.config
+  prompt_length = model.decoder_prompt.length if model.decoder_prompt is not None else 0
   encoded = jnp.zeros((batch, encoded_length, config.emb_dim), config.activation_dtype)
   mask = jnp.ones((batch, encoded_length), jnp.int32)
   # The cache takes the shape of the first decode-mode call's keys: P + T_max.
-  tokens = jnp.zeros((batch, config.decoder_prompt_length + max_decode_length), jnp.int32)
+  tokens = jnp.zeros((batch, prompt_length + max_decode_length), jnp.int32)
+  ids = jnp.zeros((batch,), jnp.int32) if model.num_prompts > 1 else None
   shapes = jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), encoded, mask, tokens, decode=True,
-                         max_decode_length=max_decode_length, method=Transformer.decode))
+                         max_decode_length=max_decode_length, prompt_ids=ids,
+                         method=Transformer.decode))
   return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
+
+
+def encode(model: Transformer, params: Params, encoder_input_tokens: Array,
+           prompt_ids: Optional[Array] = None) -> tuple[Array, Array]:
+  """Runs the encoder once: [B, L] ids -> ([B, S, D] encodings, [B, S] mask).
+
+  S = P + L with an encoder prompt. Shared by decoding and scoring.
+  """
+  return model.apply({"params": params}, encoder_input_tokens, prompt_ids=prompt_ids,
+                     method="encode")

@@ -12,20 +12,24 @@ Initializers that need no table (random uniform, from file) ignore it.
   from_text(text, v)       the text's token embeddings, then `fill`
   from_file(path)          a saved [P, D] prompt (.npy), e.g. for SPoT transfer
 
-Errors name what was expected and what was found; they are raised when the
-prompt is built, before a run writes anything.
+`make_prompt(spec, embedding, rng)` runs a spec's initializer (default
+U[-0.5, 0.5]) and checks what it returns; for a bank of K prompts it runs it K
+times, prompt k with `fold_in(rng, k)`. Errors name what was expected and
+what was found; they are raised when the prompt is built, before a run writes
+anything.
 """
 import os
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import numpy as np
 
 from prompt_tuning.prompts import prompt as prompt_lib
+from prompt_tuning.prompts import spec as spec_lib
 
 Array = jax.Array
 # (rng, (P, D), [V, D] frozen embedding table) -> [P, D] float32 prompt.
-PromptInit = Callable[[Array, tuple, Optional[Array]], np.ndarray]
+PromptInit = spec_lib.PromptInit
 
 
 def _check_shape(shape, name: str) -> tuple[int, int]:
@@ -183,3 +187,36 @@ def from_file(path: str) -> PromptInit:
       raise ValueError(f"PROMPT_FILE={path!r}: prompt has non-finite values.")
     return value.astype(np.float32)
   return init
+
+
+def make_prompt(spec: spec_lib.PromptSpec, embedding: np.ndarray, rng) -> np.ndarray:
+  """The first value of a spec's prompt (or bank), checked.
+
+  Args:
+    spec: the prompt; `spec.init` makes each [P, D] prompt (None: U[-0.5, 0.5]).
+    embedding: [V, D] frozen token embedding table (the initializers that read
+      it need it; D is the model width).
+    rng: PRNG key; bank member k uses `fold_in(rng, k)`.
+
+  Returns:
+    float32 array of `spec.shape(D)`: [P, D], or [K, P, D] for a bank.
+
+  Raises:
+    ValueError: the initializer returned the wrong shape or non-finite values.
+  """
+  init = random_uniform() if spec.init is None else spec.init
+  table = np.asarray(embedding, np.float32)
+  one = (int(spec.length), int(table.shape[1]))
+  name = "PROMPT_INIT" if spec.stack == spec_lib.ENCODER else "decoder prompt init"
+  rngs = [rng] if not spec.is_bank else [jax.random.fold_in(rng, k)
+                                         for k in range(spec.num_prompts)]
+  values = []
+  for key in rngs:
+    value = np.asarray(init(key, one, table), np.float32)
+    if value.shape != one:
+      raise ValueError(f"{name} returned shape {value.shape} for {spec.path}; expected "
+                       f"(P, d_model) = {one}.")
+    if not np.all(np.isfinite(value)):
+      raise ValueError(f"{name} returned non-finite values for {spec.path}.")
+    values.append(value)
+  return np.stack(values) if spec.is_bank else values[0]

@@ -1,25 +1,32 @@
-"""The soft prompt: a [P, D] parameter and how it joins the embedded input.
+"""The soft prompt in the model: a [P, D] prompt or [K, P, D] bank, and how it joins the input.
 
-The prompt lives at `PROMPT_PATH` in the parameter tree; an optional decoder
-prompt at `DECODER_PROMPT_PATH`. The trainable regex, the `.npy` export and
-the PEFT mapping all derive from these constants (`PROMPT_PATHS`).
+`Prompt` holds the parameter described by a `PromptSpec` and returns one
+prompt per example, `[B, P, D]`: the single prompt broadcast over the batch,
+or, for a bank, row `prompt_ids[b]` for example b (`select`). The combine
+functions then put those per-example prompts into the embedded input:
+
+  prefix     [prompt, tokens]             (the paper's setting)
+  after_bos  [first token, prompt, rest]  (for inputs that start with a BOS)
+  suffix     [tokens, prompt, padding]    (right after each example's last token)
+
+Dimension letters: B batch, K prompts in a bank, P prompt length, L input
+length, D d_model.
 """
-from typing import Callable
+from typing import Callable, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from prompt_tuning.prompts import spec as spec_lib
 
 Array = jax.Array
-
-# Path of the prompt in the model's parameter tree ("/"-joined).
-PROMPT_PATH = "encoder/prompt/prompt"
-# Path of the optional decoder prompt (T5Config.decoder_prompt_length > 0).
-DECODER_PROMPT_PATH = "decoder/prompt/prompt"
-# Every soft-prompt path, encoder first.
-PROMPT_PATHS = (PROMPT_PATH, DECODER_PROMPT_PATH)
-# The path google-research/prompt-tuning (flaxformer) stores it under.
-REFERENCE_PROMPT_PATH = "encoder/prompt/prompt/prompt"
+# Re-exported: the paths are the spec module's, named here for one import.
+PROMPT_PATH = spec_lib.PROMPT_PATH
+DECODER_PROMPT_PATH = spec_lib.DECODER_PROMPT_PATH
+PROMPT_PATHS = spec_lib.PROMPT_PATHS
+REFERENCE_PROMPT_PATH = spec_lib.REFERENCE_PROMPT_PATH
 
 
 def uniform_symmetric(scale: float = 0.5) -> Callable[..., Array]:
@@ -32,42 +39,91 @@ def uniform_symmetric(scale: float = 0.5) -> Callable[..., Array]:
   return init
 
 
-class Prompt(nn.Module):
-  """Holds the [P, D] soft prompt, float32 whatever the activation dtype.
+def check_prompt_ids(prompt_ids, num_prompts: int, batch: int) -> None:
+  """Validates per-example prompt ids at the edge of the model.
 
-  Its axes (`prompt`, `prompt_embed`) are kept replicated by the sharding rules:
-  the prompt is small and every device needs all of it.
+  Shapes are always checked. Values are checked when they are concrete (not
+  traced under `jax.jit`); inside a jitted function an id outside [0, K)
+  selects a NaN prompt instead (see `select`), so the bug cannot pass unseen.
+
+  Raises:
+    ValueError: ids that are not [B] integers, or outside [0, num_prompts).
   """
-  length: int
-  init: Callable[..., Array] = uniform_symmetric(0.5)
+  shape = tuple(np.shape(prompt_ids))
+  if shape != (batch,):
+    raise ValueError(f"prompt_ids has shape {shape}; expected [batch] = ({batch},), one id "
+                     "per example.")
+  if not jnp.issubdtype(jnp.result_type(prompt_ids), jnp.integer):
+    raise ValueError(f"prompt_ids has dtype {jnp.result_type(prompt_ids)}; expected integers.")
+  if isinstance(prompt_ids, jax.core.Tracer):
+    return
+  ids = np.asarray(prompt_ids)
+  bad = sorted(set(ids[(ids < 0) | (ids >= num_prompts)].tolist()))
+  if bad:
+    raise ValueError(f"prompt_ids {bad} are outside [0, {num_prompts}): the prompt bank holds "
+                     f"{num_prompts} prompt{'s' if num_prompts > 1 else ''}.")
+
+
+def select(bank: Array, prompt_ids: Optional[Array], batch: int) -> Array:
+  """One prompt per example.
+
+  Args:
+    bank: [P, D] prompt or [K, P, D] bank.
+    prompt_ids: [B] int ids into the bank; None only for a [P, D] prompt.
+    batch: B.
+
+  Returns:
+    [B, P, D]: the prompt broadcast over the batch, or bank[prompt_ids[b]]
+    for example b (NaN rows for ids outside [0, K) under jit).
+  """
+  if bank.ndim == 2 and prompt_ids is None:
+    return jnp.broadcast_to(bank, (batch,) + bank.shape)
+  num_prompts = bank.shape[0] if bank.ndim == 3 else 1
+  if prompt_ids is None:
+    raise ValueError(f"the prompt bank holds {num_prompts} prompts of shape {bank.shape[1:]}; "
+                     "expected prompt_ids [batch] saying which prompt each example uses.")
+  check_prompt_ids(prompt_ids, num_prompts, batch)
+  bank = bank if bank.ndim == 3 else bank[None]
+  # A gather: the gradient of a prompt no example selected is exactly zero.
+  return jnp.take(bank, jnp.asarray(prompt_ids, jnp.int32), axis=0, mode="fill",
+                  fill_value=jnp.nan)
+
+
+class Prompt(nn.Module):
+  """Holds the prompt (or bank) of `spec`, float32 whatever the activation dtype.
+
+  Its logical axes (`prompt_bank`, `prompt`, `prompt_embed`) are the spec's;
+  a prompt is small and every device needs all of it, so they are not
+  partitioned.
+  """
+  spec: spec_lib.PromptSpec
 
   @nn.compact
-  def __call__(self, d_model: int) -> Array:
-    """Returns the [P, D] prompt."""
-    return self.param("prompt",
-                      nn.with_logical_partitioning(self.init, ("prompt", "prompt_embed")),
-                      (self.length, d_model), jnp.float32)
-
-
-def _broadcast(prompt: Array, embedded: Array) -> Array:
-  """[P, D] -> [B, P, D] in the activation dtype of `embedded`."""
-  batch = embedded.shape[0]
-  return jnp.broadcast_to(prompt.astype(embedded.dtype), (batch,) + prompt.shape)
+  def __call__(self, d_model: int, batch: int,
+               prompt_ids: Optional[Array] = None) -> Array:
+    """Returns the [B, P, D] per-example prompts."""
+    shape = self.spec.shape(d_model)
+    if self.has_variable("params", "prompt"):  # given params must fit the spec
+      self.spec.check(nn.unbox(self.get_variable("params", "prompt")), d_model)
+    bank = self.param("prompt",
+                      nn.with_logical_partitioning(uniform_symmetric(0.5), self.spec.axes),
+                      shape, jnp.float32)
+    return select(bank, prompt_ids, batch)
 
 
 def combine_prefix(prompt: Array, embedded: Array, mask: Array) -> tuple[Array, Array]:
-  """Puts the soft prompt in front of the embedded encoder input.
+  """Puts the soft prompt in front of the embedded input.
 
   Args:
-    prompt: [P, D] prompt.
+    prompt: [B, P, D] per-example prompts.
     embedded: [B, L, D] token embeddings.
     mask: [B, L] 1 for real tokens, 0 for padding.
 
   Returns:
     [B, P + L, D] embeddings and their [B, P + L] mask (prompt positions are 1).
   """
-  prompt_mask = jnp.ones((embedded.shape[0], prompt.shape[0]), mask.dtype)
-  return (jnp.concatenate([_broadcast(prompt, embedded), embedded], axis=1),
+  prompt_mask = jnp.ones(prompt.shape[:2], mask.dtype)
+  return (jnp.concatenate([prompt.astype(embedded.dtype), embedded], axis=1),
           jnp.concatenate([prompt_mask, mask], axis=1))
 
 
@@ -75,11 +131,12 @@ def combine_after_bos(prompt: Array, embedded: Array,
                       mask: Array) -> tuple[Array, Array]:
   """Inserts the prompt after the first input token (for models fed a BOS).
 
-  Args/Returns as `combine_prefix`: [B, 1 + P + (L - 1), D] and its mask.
+  The first token keeps its own mask value (a padded first position stays
+  padding). Args/Returns as `combine_prefix`: [B, 1 + P + (L - 1), D].
   """
-  prompt_b = _broadcast(prompt, embedded)
-  ones = jnp.ones(prompt_b.shape[:2], mask.dtype)
-  return (jnp.concatenate([embedded[:, :1], prompt_b, embedded[:, 1:]], axis=1),
+  ones = jnp.ones(prompt.shape[:2], mask.dtype)
+  return (jnp.concatenate([embedded[:, :1], prompt.astype(embedded.dtype), embedded[:, 1:]],
+                          axis=1),
           jnp.concatenate([mask[:, :1], ones, mask[:, 1:]], axis=1))
 
 
@@ -90,16 +147,16 @@ def combine_suffix(prompt: Array, embedded: Array, mask: Array) -> tuple[Array, 
   prompt are the same for every example whatever its length.
 
   Args:
-    prompt: [P, D] prompt.
+    prompt: [B, P, D] per-example prompts.
     embedded: [B, L, D] token embeddings (padding at the end).
     mask: [B, L] 1 for real tokens, 0 for padding.
 
   Returns:
     [B, L + P, D] embeddings and their [B, L + P] mask.
   """
-  p, length = prompt.shape[0], embedded.shape[1]
+  p, length = prompt.shape[1], embedded.shape[1]
   lengths = jnp.sum(mask > 0, axis=1)  # [B]
-  joined = jnp.concatenate([embedded, _broadcast(prompt, embedded)], axis=1)
+  joined = jnp.concatenate([embedded, prompt.astype(embedded.dtype)], axis=1)
   pos = jnp.arange(length + p)[None, :]  # [1, L + P]
   in_prompt = (pos >= lengths[:, None]) & (pos < lengths[:, None] + p)
   # Source index into `joined`: tokens stay, prompt rows come from L.., padding
@@ -120,6 +177,7 @@ COMBINE_FUNCTIONS = {
 
 
 def get_combine_fn(name: str):
+  """The combine function called `name` ("prefix", "after_bos" or "suffix")."""
   if name not in COMBINE_FUNCTIONS:
     raise ValueError(f"prompt combination {name!r}; expected one of "
                      f"{sorted(COMBINE_FUNCTIONS)}.")

@@ -10,7 +10,6 @@ data (the data position is checkpointed) and the same dropout (step RNG is
 `fold_in(rng, step)`).
 """
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -19,17 +18,19 @@ from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import tqdm
 
+from prompt_tuning import losses, tree
+from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
+from prompt_tuning.data import inputs
+from prompt_tuning.eval import best as best_lib
+from prompt_tuning.eval.evaluator import Evaluator
 from prompt_tuning.models import T5Config, Transformer
-from prompt_tuning.prompts.prompt import DECODER_PROMPT_PATH, PROMPT_PATH
-from prompt_tuning.train import checkpoints_io, evaluate, frozen as frozen_lib, inputs
-from prompt_tuning.train import optim, partition, step as step_lib
+from prompt_tuning.prompts import export, initializers
+from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH
+from prompt_tuning.train import optim, step as step_lib, trainable as trainable_lib
 from prompt_tuning.train.state import TrainState
-
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclasses.dataclass
@@ -39,6 +40,8 @@ class TrainResult:
   Attributes:
     model_dir: MODEL_DIR.
     step: prompt-tuning steps taken.
+    start_step: where this call started: 0 for a fresh run, else the step of
+      the checkpoint it resumed from.
     history: every logged record (also in MODEL_DIR/metrics.jsonl).
     last_eval: the last evaluation's metrics ({} if none ran).
     best: the best evaluation's record ({"step", "metric", "value"}) or None.
@@ -54,6 +57,7 @@ class TrainResult:
   best: Optional[dict]
   prompt_path: str
   decoder_prompt_path: Optional[str] = None
+  start_step: int = 0
 
 
 class _Logger:
@@ -61,17 +65,10 @@ class _Logger:
 
   def __init__(self, model_dir: str, start_step: int = 0):
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-    self.path = os.path.join(model_dir, METRICS_FILE)
+    self.model_dir = model_dir
     # A killed run may have logged steps after its last checkpoint; they are
     # trained again now, so their records go (TensorBoard: purge_step).
-    self.history = []
-    if os.path.exists(self.path):
-      with open(self.path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-      self.history = [r for r in records if r["step"] <= start_step]
-      with open(self.path + ".tmp", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in self.history)
-      os.replace(self.path + ".tmp", self.path)
+    self.history = run_dir.trim_metrics(model_dir, start_step)
     purge = start_step + 1 if start_step else None
     self._writers = {k: SummaryWriter(os.path.join(model_dir, k), purge_step=purge)
                      for k in ("train", "eval")}
@@ -79,8 +76,7 @@ class _Logger:
   def write(self, kind: str, step: int, metrics: Mapping[str, float]):
     record = {"step": int(step), "kind": kind, **{k: float(v) for k, v in metrics.items()}}
     self.history.append(record)
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    run_dir.append_metrics(self.model_dir, record)
     for name, value in metrics.items():
       if math.isfinite(float(value)):
         self._writers[kind].add_scalar(name, float(value), int(step))
@@ -101,10 +97,10 @@ def train(*, model_dir: str, mixture_or_task_name: str,
           task_feature_lengths: Mapping[str, int], train_steps: int, batch_size: int,
           initial_checkpoint_path: str, model_config: Optional[T5Config] = None,
           prompt_length: int = 100, prompt_combine: str = "prefix",
-          prompt_init: Optional[Callable] = None, trainable_regex: Optional[str] = None,
-          frozen_params_dtype: str = "float32",
+          prompt_init: Optional[Callable] = None, decoder_prompt_length: int = 0,
+          trainable_regex: Optional[str] = None, frozen_params_dtype: str = "float32",
           optimizer: Optional[optax.GradientTransformation] = None,
-          loss_config: Optional[step_lib.LossConfig] = None, dropout_rate: float = 0.1,
+          loss_config: Optional[losses.LossConfig] = None, dropout_rate: float = 0.1,
           random_seed: int = 0, eval_period: int = 1000, eval_split: str = "validation",
           eval_batch_size: Optional[int] = None, eval_num_examples: Optional[int] = None,
           eval_metric: Optional[str] = None, eval_metric_mode: str = "max",
@@ -123,10 +119,11 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     batch_size: BATCH_SIZE.
     initial_checkpoint_path: INITIAL_CHECKPOINT_PATH, the frozen model.
     model_config: the architecture the checkpoint must match (None: derived).
-    prompt_length: PROMPT_LENGTH (P), >= 0; 0 with a decoder prompt only
-      (DECODER_PROMPT_LENGTH, `model_config.decoder_prompt_length`).
+    prompt_length: PROMPT_LENGTH (P), >= 0; 0 with a decoder prompt only.
     prompt_combine: "prefix", "after_bos" or "suffix".
     prompt_init: PROMPT_INIT, an initializer closure (default U[-0.5, 0.5]).
+    decoder_prompt_length: DECODER_PROMPT_LENGTH, >= 0: a second prompt in
+      front of the decoder input (U[-0.5, 0.5] init), trained with the first.
     trainable_regex: TRAINABLE_REGEX over "/"-joined param paths (default:
       the prompt only).
     frozen_params_dtype: FROZEN_PARAMS_DTYPE, "float32" or "bfloat16".
@@ -154,8 +151,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
   if not model_dir:
     raise ValueError("MODEL_DIR is required: where checkpoints and metrics are written.")
   _check_positive(TRAIN_STEPS=train_steps, BATCH_SIZE=batch_size, log_period=log_period)
-  frozen_lib.check_prompt_lengths(
-      prompt_length, model_config.decoder_prompt_length if model_config else 0)
+  encoder_spec, decoder_spec = frozen_lib.prompt_specs(
+      prompt_length, decoder_prompt_length, prompt_combine, prompt_init)
   if eval_period < 0:
     raise ValueError(f"EVAL_PERIOD={eval_period}; expected >= 0 (0 disables evaluation).")
   lengths = inputs.check_feature_lengths(task_feature_lengths)
@@ -164,29 +161,27 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     register_tasks()
   task = inputs.get_task(mixture_or_task_name)
   checkpoint_period = checkpoint_period or eval_period or train_steps
-  loss_config = loss_config or step_lib.LossConfig()
+  loss_config = loss_config or losses.LossConfig()
   tx = optimizer if optimizer is not None else optim.paper_adafactor()
   os.makedirs(model_dir, exist_ok=True)
   rng_init, rng_train = jax.random.split(jax.random.PRNGKey(random_seed))
 
   # --------------------------------------------------- model + frozen weights
-  config, frozen = frozen_lib.load_model(
-      initial_checkpoint_path, model_config, prompt_length=prompt_length,
-      prompt_combine=prompt_combine, dropout_rate=dropout_rate)
-  prompt = (frozen_lib.make_prompt(config, frozen, prompt_init, rng_init)
-            if config.prompt_length else None)
-  decoder_prompt = (frozen_lib.make_decoder_prompt(config, frozen,
-                                                   jax.random.fold_in(rng_init, 1))
-                    if config.decoder_prompt_length else None)
-  trainable, frozen = partition.split(
-      frozen_lib.with_prompt(frozen, prompt, decoder_prompt), trainable_regex)
+  config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
+                                          dropout_rate=dropout_rate)
+  model = Transformer(config, encoder_prompt=encoder_spec, decoder_prompt=decoder_spec)
+  table = frozen_lib.embedding_table(frozen)
+  rngs = {PROMPT_PATH: rng_init, DECODER_PROMPT_PATH: jax.random.fold_in(rng_init, 1)}
+  prompts = {spec.path: initializers.make_prompt(spec, table, rngs[spec.path])
+             for spec in model.prompt_specs}
+  trainable, frozen = trainable_lib.split(frozen_lib.with_prompts(frozen, prompts),
+                                          trainable_regex)
   frozen = jax.device_put(frozen_lib.cast_frozen(frozen, frozen_params_dtype))
-  model = Transformer(config)
-  logging.info("trainable params: %s", sorted(partition.flatten(trainable)))
+  logging.info("trainable params: %s", sorted(tree.flatten(trainable)))
 
   # ------------------------------------------------ state: restore or init
   state = TrainState.create(jax.device_put(trainable), tx, rng_train)
-  checkpointer = checkpoints_io.Checkpointer(model_dir, keep=keep_checkpoints)
+  checkpointer = run_dir.Checkpointer(model_dir, keep=keep_checkpoints)
   fingerprint = inputs.fingerprint(mixture_or_task_name, "train", lengths, batch_size,
                                    random_seed)
   start_step = 0
@@ -208,8 +203,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                                  start_batch=start_step)
   evaluator = None
   if eval_period and eval_split in task.splits:
-    evaluator = evaluate.Evaluator(
-        Transformer(config.replace(dropout_rate=0.0)),
+    evaluator = Evaluator(
+        model.clone(config=config.replace(dropout_rate=0.0)),
         mixture_or_task_name, lengths, eval_batch_size or batch_size, split=eval_split,
         num_examples=eval_num_examples, loss_cfg=loss_config)
     if not evaluator.has_tasks:
@@ -229,8 +224,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     results = evaluator.evaluate(state.trainable, frozen, step)
     logger.write("eval", step, results)
     last_eval = results
-    key = evaluate.resolve_metric(results, eval_metric, evaluator.task_names)
-    if evaluate.is_better(results[key], best and best["value"], eval_metric_mode):
+    key = best_lib.resolve_metric(results, eval_metric, evaluator.task_names)
+    if best_lib.is_better(results[key], best and best["value"], eval_metric_mode):
       best = {"step": int(step), "metric": key, "value": float(results[key])}
       checkpointer.save_best(state.trainable, best)
     return results
@@ -239,7 +234,10 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     checkpointer.save(step, state, {
         "data": fingerprint, "data_position": int(step),
         "initial_checkpoint_path": initial_checkpoint_path, "gin_config": gin_config,
-        "model_config": dataclasses.asdict(config)})
+        "model_config": dataclasses.asdict(config),
+        "prompts": [{"path": spec.path, "length": spec.length,
+                     "num_prompts": spec.num_prompts, "combine": spec.combine}
+                    for spec in model.prompt_specs]})
 
   # ------------------------------------------------------------------ loop
   if evaluator is not None and eval_at_start and start_step == 0:
@@ -289,13 +287,13 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     logger.close()
     checkpointer.close()
 
-  names = sorted(partition.flatten(state.trainable))
+  names = sorted(tree.flatten(state.trainable))
   shown = next((p for p in (PROMPT_PATH, DECODER_PROMPT_PATH) if p in names), names[0])
-  where = os.path.join(model_dir, "best" if best is not None else os.path.join(
-      "numpy_checkpoints", f"checkpoint_{step}"))
-  decoder_prompt_path = (os.path.join(where, partition.npy_name(DECODER_PROMPT_PATH))
+  where = run_dir.best_dir(model_dir) if best is not None else run_dir.numpy_dir(model_dir,
+                                                                                   step)
+  decoder_prompt_path = (os.path.join(where, export.npy_name(DECODER_PROMPT_PATH))
                          if DECODER_PROMPT_PATH in names else None)
   return TrainResult(model_dir=model_dir, step=step, history=logger.history,
                      last_eval=last_eval, best=best,
-                     prompt_path=os.path.join(where, partition.npy_name(shown)),
-                     decoder_prompt_path=decoder_prompt_path)
+                     prompt_path=os.path.join(where, export.npy_name(shown)),
+                     decoder_prompt_path=decoder_prompt_path, start_step=start_step)

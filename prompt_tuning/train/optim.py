@@ -22,7 +22,8 @@ from typing import Optional, Union
 
 import optax
 
-from prompt_tuning.train import partition
+from prompt_tuning import tree
+from prompt_tuning.prompts.spec import PROMPTS_REGEX
 
 ScalarOrSchedule = Union[float, optax.Schedule]
 
@@ -31,7 +32,7 @@ def paper_adafactor(learning_rate: ScalarOrSchedule = 0.3, decay_rate: float = 0
                     step_offset: int = 0, clipping_threshold: Optional[float] = 1.0,
                     weight_decay_rate: Optional[float] = 1e-5,
                     multiply_by_parameter_scale: bool = False, factored: bool = False,
-                    unfactored_regex: str = partition.DEFAULT_TRAINABLE_REGEX,
+                    unfactored_regex: str = PROMPTS_REGEX,
                     epsilon: float = 1e-30) -> optax.GradientTransformation:
   """Adafactor with the paper's prompt-tuning hyperparameters.
 
@@ -65,8 +66,8 @@ def paper_adafactor(learning_rate: ScalarOrSchedule = 0.3, decay_rate: float = 0
   pattern = re.compile(unfactored_regex)
 
   def labels(params):
-    flat = partition.flatten(params)
-    return partition.unflatten(
+    flat = tree.flatten(params)
+    return tree.unflatten(
         {p: "unfactored" if pattern.fullmatch(p) else "factored" for p in flat})
   return optax.multi_transform({"unfactored": make(False), "factored": make(True)},
                                labels)

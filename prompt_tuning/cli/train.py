@@ -1,0 +1,58 @@
+"""`prompt-tuning train` / `python -m prompt_tuning.train`: T5X-style flags -> gin -> train.
+
+    prompt-tuning train \\
+      --gin_file=models/t5_1_1_base_prompt.gin \\
+      --gin_file=prompts/from_class_labels.gin \\
+      --gin_file=runs/prompt_tune.gin \\
+      --gin.MODEL_DIR="'/tmp/rte'" \\
+      --gin.MIXTURE_OR_TASK_NAME="'taskless_super_glue_rte_v102'" \\
+      --gin.INITIAL_CHECKPOINT_PATH="'/ckpt/t5-base-lm-adapt'" \\
+      --gin.CLASS_LABELS="['entailment', 'not_entailment']"
+
+See prompt_tuning.cli.flags for the flags. Re-running the same command resumes
+from MODEL_DIR's latest checkpoint.
+"""
+import logging
+import sys
+from typing import Optional
+
+from prompt_tuning.checkpoints import run_dir
+from prompt_tuning.cli import flags
+
+
+def run_train(argv, progress: bool = True):
+  """Parses flags and gin, runs the gin-configured `loop.train`; returns its TrainResult.
+
+  MODEL_DIR/config.gin is written before the run, operative_config.gin after.
+  """
+  import gin  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.train import loop  # pylint: disable=import-outside-toplevel
+  flags.setup_gin(flags.parse_flags(argv, "prompt-tuning train", __doc__))
+  configured = gin.get_configurable(loop.train)
+  model_dir = gin.query_parameter("%MODEL_DIR")
+  if not isinstance(model_dir, str) or not model_dir:
+    raise ValueError(f"MODEL_DIR={model_dir!r}; expected a directory, e.g. "
+                     "--gin.MODEL_DIR=\"'/tmp/run'\".")
+  config_str = gin.config_str()
+  run_dir.save_config(model_dir, config_str)
+  result = configured(gin_config=config_str, progress=progress)
+  run_dir.save_operative_config(model_dir, gin.operative_config_str())
+  return result
+
+
+def main(argv: Optional[list] = None) -> int:
+  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+  argv = sys.argv[1:] if argv is None else argv
+  result = run_train(argv)
+  if result.start_step:
+    print(f"resumed {result.model_dir} from step {result.start_step}")
+  print(f"done: {result.step} steps in {result.model_dir}")
+  if result.best:
+    print(f"best {result.best['metric']} = {result.best['value']:.4g} at step "
+          f"{result.best['step']}")
+  print(f"prompt: {result.prompt_path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,111 @@
+"""Training batches from seqio, deterministic for a seed and resumable.
+
+The stream is `seqio.get_dataset(..., shuffle=True, seed=RANDOM_SEED,
+num_epochs=None)` through the encoder-decoder feature converter (no packing:
+prompt tuning does not support packed sequences), batched with
+`drop_remainder`. tf.data is kept deterministic, so the same seed gives the
+same batches in the same order, and the data position of a checkpoint is just
+how many batches were consumed: on resume the stream is rebuilt and that many
+batches are skipped. Skipping replays the input pipeline (cheap next to a
+model step, but it grows with the step; T5X instead checkpoints the tf.data
+iterator, shuffle buffer included).
+"""
+import difflib
+from typing import Iterator, Mapping
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+# The model features of seqio.EncDecFeatureConverter(pack=False).
+MODEL_FEATURES = ("encoder_input_tokens", "decoder_input_tokens",
+                  "decoder_target_tokens", "decoder_loss_weights")
+
+
+def keep_tf_off_accelerators():
+  """tf.data runs on the host; keep TensorFlow from taking GPU/TPU memory."""
+  try:
+    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], "TPU")
+  except (RuntimeError, ValueError):  # already initialised, or no such device type
+    pass
+
+
+def get_task(name: str):
+  """The registered seqio Task or Mixture `name`.
+
+  Raises:
+    ValueError: naming MIXTURE_OR_TASK_NAME and the closest registered names.
+  """
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"MIXTURE_OR_TASK_NAME={name!r}; expected a registered seqio "
+                     "task or mixture name.")
+  names = list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())
+  if name not in names:
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    raise ValueError(
+        f"MIXTURE_OR_TASK_NAME={name!r} is not a registered seqio task or mixture "
+        f"({len(names)} registered; closest: {close}). Were the tasks registered "
+        "(e.g. prompt_tuning.data.tasks.register_tasks), and is the name spelled right?")
+  return seqio.get_mixture_or_task(name)
+
+
+def check_feature_lengths(task_feature_lengths: Mapping[str, int]) -> dict:
+  lengths = dict(task_feature_lengths or {})
+  if set(lengths) != {"inputs", "targets"} or not all(
+      isinstance(v, int) and v > 0 for v in lengths.values()):
+    raise ValueError(f"TASK_FEATURE_LENGTHS={task_feature_lengths!r}; expected "
+                     "{'inputs': int > 0, 'targets': int > 0}.")
+  return lengths
+
+
+def fingerprint(name: str, split: str, task_feature_lengths: Mapping[str, int],
+                batch_size: int, seed: int) -> dict:
+  """What must not change across a resume for the data position to mean anything."""
+  return {"mixture_or_task_name": name, "split": split,
+          "task_feature_lengths": dict(task_feature_lengths),
+          "batch_size": int(batch_size), "seed": int(seed)}
+
+
+def train_batches(name: str, task_feature_lengths: Mapping[str, int], batch_size: int,
+                  seed: int, split: str = "train", start_batch: int = 0,
+                  use_cached: bool = False, shuffle: bool = True
+                  ) -> Iterator[dict[str, np.ndarray]]:
+  """An endless, deterministic iterator of [B, ...] numpy batches.
+
+  Args:
+    name: seqio task or mixture.
+    task_feature_lengths: {"inputs": L, "targets": T}; longer examples are
+      truncated by seqio.
+    batch_size: B; the last partial batch of an epoch is never formed (the
+      stream repeats before batching).
+    seed: shuffle and preprocessing seed.
+    split: the split to train on.
+    start_batch: batches to skip (the data position of a resumed run).
+    use_cached: read seqio's offline cache instead of preprocessing.
+    shuffle: shuffle examples (with `seed`).
+
+  Yields:
+    dicts of int32 [B, L] `encoder_input_tokens` and [B, T]
+    `decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights`.
+  """
+  keep_tf_off_accelerators()
+  ds = seqio.get_dataset(
+      get_task(name), check_feature_lengths(task_feature_lengths),
+      feature_converter=seqio.EncDecFeatureConverter(pack=False), dataset_split=split,
+      use_cached=use_cached, shuffle=shuffle, num_epochs=None, seed=int(seed),
+      verbose=False)
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.with_options(options).batch(batch_size, drop_remainder=True)
+  if start_batch:
+    ds = ds.skip(start_batch)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  for batch in ds.as_numpy_iterator():
+    yield {k: batch[k].astype(np.int32) for k in MODEL_FEATURES}
+
+
+def count_tokens(batch: Mapping[str, np.ndarray]) -> int:
+  """Non-padding input + target tokens in a batch (for tokens/s)."""
+  return int(np.count_nonzero(batch["encoder_input_tokens"])
+             + np.count_nonzero(batch["decoder_target_tokens"]))

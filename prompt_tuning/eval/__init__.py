@@ -1,0 +1,1 @@
+"""Evaluation: the seqio evaluator, the best-checkpoint policy, a saved prompt's eval."""

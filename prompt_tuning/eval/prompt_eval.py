@@ -1,0 +1,125 @@
+"""Evaluate a saved prompt without training: what `prompt-tuning eval` runs.
+
+`evaluate_prompt(...)` (configs/runs/prompt_eval.gin) takes the run's own
+settings plus where the prompt is: a run's MODEL_DIR with EVAL_CHECKPOINT
+("best", "latest" or a step), or EVAL_PROMPT_FILE (one `.npy`, or a directory
+of them such as google-research/prompt-tuning's numpy checkpoints). The
+prompts' lengths (and whether there is a decoder prompt) are read off the
+saved arrays; a saved bank is evaluated one member at a time (EVAL_PROMPT_INDEX).
+"""
+import json
+import os
+from typing import Any, Callable, Mapping, Optional, Union
+
+import jax.numpy as jnp
+
+from prompt_tuning import tree
+from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
+from prompt_tuning.data import inputs
+from prompt_tuning.eval.evaluator import Evaluator
+from prompt_tuning.models import Transformer
+from prompt_tuning.prompts import export
+from prompt_tuning.prompts.spec import PROMPT_PATH, PROMPT_PATHS
+
+
+def write_json(path: str, payload: Mapping) -> None:
+  """Writes JSON atomically (temp file + rename)."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def read_prompts(model_dir: Optional[str] = None, checkpoint: Union[str, int] = "best",
+                 prompt_file: Optional[str] = None) -> tuple[dict, str]:
+  """The saved trainable params to evaluate, and where they were read.
+
+  Args:
+    model_dir: a run's MODEL_DIR (see `run_dir.read_trainable`).
+    checkpoint: "best", "latest" or a step of that run.
+    prompt_file: instead, a `.npy` encoder prompt ([P, D], or a [K, P, D] bank)
+      or a directory of prompt files; it takes precedence over `model_dir`.
+
+  Returns:
+    (flat {param path: array}, the file or directory read).
+  """
+  if prompt_file:
+    if os.path.isdir(prompt_file):
+      return export.read_npy_dir(prompt_file), prompt_file
+    if not os.path.isfile(prompt_file):
+      raise ValueError(f"EVAL_PROMPT_FILE={prompt_file!r}: no such file or directory; "
+                       "expected a .npy prompt or a directory of them.")
+    return {PROMPT_PATH: export.read_npy(prompt_file)}, prompt_file
+  return run_dir.read_trainable(model_dir, checkpoint)
+
+
+def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
+                    initial_checkpoint_path: str, model_dir: Optional[str] = None,
+                    checkpoint: Union[str, int] = "best", prompt_file: Optional[str] = None,
+                    prompt_index: Optional[int] = None, model_config=None,
+                    prompt_combine: str = "prefix", batch_size: int = 32,
+                    split: str = "validation", num_examples: Optional[int] = None,
+                    frozen_params_dtype: str = "float32", output_dir: Optional[str] = None,
+                    register_tasks: Optional[Callable[[], Any]] = None) -> dict:
+  """Evaluates a saved prompt on a split with the task's metrics (no training).
+
+  Args:
+    mixture_or_task_name, task_feature_lengths, initial_checkpoint_path,
+      model_config, prompt_combine, frozen_params_dtype, register_tasks: as
+      for `loop.train` (use the run's values).
+    model_dir, checkpoint, prompt_file: where the prompt comes from; see
+      `read_prompts`.
+    prompt_index: which prompt of a saved [K, P, D] bank to evaluate
+      (EVAL_PROMPT_INDEX); required for a bank, unused otherwise.
+    batch_size: examples per decode call.
+    split: the split to evaluate ("validation", "test", ...).
+    num_examples: the first N examples only.
+    output_dir: where `eval_<split>_<checkpoint>.json` and seqio's predictions go
+      (default MODEL_DIR/eval, or next to the prompt file).
+
+  Returns:
+    {"<task>/<metric>": value, ...}; also written as JSON to `output_dir`.
+  """
+  if register_tasks is not None:
+    register_tasks()
+  inputs.get_task(mixture_or_task_name)
+  flat, source = read_prompts(model_dir, checkpoint, prompt_file)
+  specs = export.prompt_specs(flat, prompt_combine, where=source)
+  if not specs:
+    raise ValueError(f"{source}: no prompt to evaluate; expected {PROMPT_PATH} and/or "
+                     f"{PROMPT_PATHS[1]}, found {sorted(flat)}.")
+  config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
+                                          dropout_rate=0.0)
+  model = Transformer(config, encoder_prompt=specs.get("encoder"),
+                      decoder_prompt=specs.get("decoder"))
+  frozen_flat = tree.flatten(frozen)
+  unknown = sorted(set(flat) - set(frozen_flat) - set(PROMPT_PATHS))
+  if unknown:
+    raise ValueError(f"{source}: params {unknown} are not in the model.")
+  for spec in specs.values():
+    spec.check(flat[spec.path], config.emb_dim, where=f"{source}: {spec.path}")
+  if model.num_prompts > 1:
+    if prompt_index is None or not 0 <= int(prompt_index) < model.num_prompts:
+      raise ValueError(f"{source} holds a bank of {model.num_prompts} prompts; expected "
+                       f"EVAL_PROMPT_INDEX in [0, {model.num_prompts}), got {prompt_index!r}.")
+  else:
+    prompt_index = None
+  for path in flat:  # params trained besides the prompt replace the pretrained ones
+    frozen_flat.pop(path, None)
+  trainable = tree.unflatten({k: jnp.asarray(v, jnp.float32) for k, v in flat.items()})
+  frozen = frozen_lib.cast_frozen(tree.unflatten(frozen_flat), frozen_params_dtype)
+  what = os.path.basename(os.path.normpath(str(prompt_file))) if prompt_file else checkpoint
+  name = f"eval_{split}_{what}" + (f"_prompt{prompt_index}" if prompt_index is not None else "")
+  output_dir = output_dir or (os.path.join(model_dir, run_dir.EVAL_DIR)
+                              if model_dir and not prompt_file
+                              else os.path.dirname(os.path.abspath(prompt_file)))
+  os.makedirs(output_dir, exist_ok=True)
+  evaluator = Evaluator(model, mixture_or_task_name, task_feature_lengths, batch_size,
+                        split=split, num_examples=num_examples,
+                        log_dir=os.path.join(output_dir, name))
+  if not evaluator.has_tasks:
+    raise ValueError(f"{mixture_or_task_name} has no {split!r} split with metric functions.")
+  results = evaluator.evaluate(trainable, frozen, step=0, prompt_id=prompt_index)
+  write_json(os.path.join(output_dir, f"{name}.json"),
+             {"source": source, "split": split, "metrics": results})
+  return results

@@ -1,0 +1,49 @@
+"""Which parameters train (TRAINABLE_REGEX) and which stay frozen.
+
+Paths are the "/"-joined keys of the nested param dict, as T5X names them
+(`encoder/layers_0/attention/query/kernel`); the prompts are at
+`encoder/prompt/prompt` and `decoder/prompt/prompt`. A regex is matched
+against the whole path (`re.fullmatch`), so `encoder/prompt/prompt` matches
+the prompt and nothing else, and `.*_norm/scale` matches every layer-norm scale.
+"""
+from typing import Any, Mapping, Optional
+
+from prompt_tuning import tree
+from prompt_tuning.prompts.spec import PROMPTS_REGEX
+
+Params = Mapping[str, Any]
+
+# Default TRAINABLE_REGEX: the soft prompts only, i.e. the encoder prompt and the
+# decoder prompt when the model has one: "encoder/prompt/prompt|decoder/prompt/prompt".
+DEFAULT_TRAINABLE_REGEX = PROMPTS_REGEX
+
+
+def trainable_paths(params: Params, regex: Optional[str] = None) -> list[str]:
+  """Sorted paths that `regex` (default: the prompts only) fully matches."""
+  chosen, _ = tree.split(params, DEFAULT_TRAINABLE_REGEX if regex is None else regex)
+  return sorted(tree.flatten(chosen))
+
+
+def split(params: Params, regex: Optional[str] = None) -> tuple[dict, dict]:
+  """Splits params into (trainable, frozen) nested dicts by TRAINABLE_REGEX.
+
+  Args:
+    params: the model's nested param dict.
+    regex: TRAINABLE_REGEX, matched against whole "/"-joined paths; None means
+      the prompts only (encoder, and decoder if present).
+
+  Returns:
+    (trainable, frozen): two nested dicts whose union is `params`.
+
+  Raises:
+    ValueError: the regex matches no parameter (nothing would train).
+  """
+  trainable, frozen = tree.split(params, DEFAULT_TRAINABLE_REGEX if regex is None else regex)
+  if not trainable:
+    flat = tree.flatten(params)
+    raise ValueError(
+        f"TRAINABLE_REGEX={regex or DEFAULT_TRAINABLE_REGEX!r} matches no parameter, so "
+        f"nothing would train. It is matched with re.fullmatch against paths such as "
+        f"{sorted(flat)[:4]} (of {len(flat)}); is PROMPT_LENGTH or DECODER_PROMPT_LENGTH "
+        "> 0?")
+  return trainable, frozen
