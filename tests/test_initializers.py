@@ -31,6 +31,9 @@ def test_class_labels_rows_are_mean_sub_token_embeddings():
   np.testing.assert_allclose(x[0], table[vocab.encode("ab")].mean(0), rtol=1e-6)
   np.testing.assert_allclose(x[1], table[vocab.encode("c")].mean(0), rtol=1e-6)
   assert len(vocab.encode("ab")) == 2
+  # The mean, not the first or last sub-token ("ab" is two rows that differ):
+  for one in vocab.encode("ab"):
+    assert np.abs(x[0] - table[one]).max() > 0.1
   for row in x[2:]:  # the rest: rows of the first 50 ids
     assert np.flatnonzero((table[:50] == row).all(1)).size == 1
   with pytest.raises(ValueError, match="3 CLASS_LABELS .* PROMPT_LENGTH=2"):
@@ -53,3 +56,29 @@ def test_from_file_checks_shape_and_loads_exactly(tmp_path):
     initializers.from_file(str(tmp_path / "p.npy"))(jax.random.PRNGKey(0), (5, 4), None)
   with pytest.raises(ValueError, match="no such file"):
     initializers.from_file(str(tmp_path / "missing.npy"))(jax.random.PRNGKey(0), (3, 4), None)
+
+
+def test_class_labels_fill_every_position_when_there_are_as_many_labels():
+  vocab = seqio.ByteVocabulary()
+  table = np.random.RandomState(3).randn(300, 4).astype(np.float32)
+
+  def fill(*args):
+    raise AssertionError(f"fill called with {args}: no position is left for it")
+
+  labels = ["no", "yes", "maybe"]
+  x = initializers.class_labels(labels, vocab, fill=fill)(jax.random.PRNGKey(0), (3, 4), table)
+  for i, label in enumerate(labels):
+    np.testing.assert_allclose(x[i], table[vocab.encode(label)].mean(0), rtol=1e-6)
+
+
+def test_class_labels_are_averaged_over_the_words_of_a_multi_word_label():
+  # A word-level vocabulary: "red cat" is two ids, two different rows.
+  from prompt_tuning.testing import tiny  # pylint: disable=import-outside-toplevel
+  vocab = tiny.WordVocabulary()
+  table = np.random.RandomState(4).randn(64, 4).astype(np.float32)
+  ids = vocab.encode("red cat")
+  assert len(ids) == 2
+  x = initializers.class_labels(["red cat", "dog"], vocab, fill=initializers.sampled_vocab(20))(
+      jax.random.PRNGKey(0), (4, 4), table)
+  np.testing.assert_allclose(x[0], (table[ids[0]] + table[ids[1]]) / 2, rtol=1e-6)
+  np.testing.assert_allclose(x[1], table[vocab.encode("dog")[0]], rtol=1e-6)

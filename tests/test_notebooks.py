@@ -1,7 +1,10 @@
 """The notebooks run end to end (at a small setting), so they cannot rot."""
+import json
 import os
+import re
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
@@ -28,6 +31,17 @@ def test_quickstart_runs(tmp_path):
   text = "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
   assert "after tuning:" in text and "prompt position 0:" in text
   assert os.path.isfile(tmp_path / "run" / "curves.png")
+  # What it printed is what its run did: the accuracies are the run's records, and every
+  # prompt position of the saved [P, D] prompt is read back through its nearest tokens.
+  records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+  evals = [r for r in records if r["kind"] == "eval"]
+  best = json.load(open(tmp_path / "run" / "best" / "best.json"))
+  before = float(re.search(r"before tuning: ([\d.]+)%", text).group(1))
+  after = float(re.search(r"after tuning:  ([\d.]+)% validation", text).group(1))
+  assert before == round(evals[0][best["metric"]], 1) and after == round(best["value"], 1)
+  assert after > before
+  prompt_length = len(np.load(tmp_path / "run" / "best" / "encoder.prompt.prompt.npy"))
+  assert len(re.findall(r"prompt position \d+:", text)) == prompt_length == 8
 
 
 @pytest.mark.slow
@@ -44,4 +58,13 @@ def test_superglue_reproduction_runs_in_smoke_mode(tmp_path):
     assert f"| {task} | tiny (smoke) |" in tables
     assert os.path.isfile(out / task / "best" / "encoder.prompt.prompt.npy")
     assert os.path.isfile(out / task / "eval" / "eval_validation_best.json")
+    # The table's score is the evaluation's: the task's SuperGLUE score (CB: mean of
+    # accuracy and macro-F1) from the JSON the eval wrote, and the step is best.json's.
+    metrics = json.load(open(out / task / "eval" / "eval_validation_best.json"))["metrics"]
+    name = f"taskless_super_glue_{task}_v102"
+    parts = ["accuracy", "macro_f1"] if task == "cb" else ["accuracy"]
+    want = sum(metrics[f"{name}/{m}"] for m in parts) / len(parts)
+    row = re.search(rf"\| {task} \| tiny \(smoke\) \| ([\d.]+) \| (\d+) \|", tables)
+    assert float(row.group(1)) == round(want, 1), (task, row.group(0), want)
+    assert int(row.group(2)) == json.load(open(out / task / "best" / "best.json"))["step"]
   assert os.path.isfile(out / "superglue.png")

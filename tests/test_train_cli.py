@@ -63,7 +63,7 @@ def test_class_label_stack_trains_evaluates_and_records_its_config(tmp_path, fro
 
 
 @pytest.mark.parametrize("prompt_file,bindings", [
-    ("from_class_labels.gin", ["--gin.CLASS_LABELS=['animal', 'color']"]),
+    ("from_class_labels.gin", ["--gin.CLASS_LABELS=['animal', 'red cat']"]),
     ("random_uniform.gin", []),
     ("sampled_vocab.gin", []),
     ("from_text.gin", ["--gin.PROMPT_TEXT='majority of red cat'"]),
@@ -79,7 +79,9 @@ def test_each_prompt_file_builds_its_prompt(frozen_dir, prompt_file, bindings):
   rest = prompt
   if prompt_file == "from_class_labels.gin":
     np.testing.assert_allclose(prompt[0], table[vocab.encode("animal")].mean(0), rtol=1e-6)
-    np.testing.assert_allclose(prompt[1], table[vocab.encode("color")].mean(0), rtol=1e-6)
+    red, cat = vocab.encode("red cat")  # a two-word label: the mean of both rows
+    np.testing.assert_allclose(prompt[1], (table[red] + table[cat]) / 2, rtol=1e-6)
+    assert not is_row(prompt[1])
     rest = prompt[2:]
   if prompt_file == "from_text.gin":  # "majority" and "of" are not words: UNK
     np.testing.assert_array_equal(prompt, table[vocab.encode("majority of red cat")])

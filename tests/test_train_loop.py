@@ -150,6 +150,7 @@ def test_sigkill_then_rerun_ends_with_the_same_prompt(tmp_path):
   straight, killed = tmp_path / "straight", tmp_path / "killed"
   done = subprocess.run(_cli(straight), env=env, capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-3000:]
+  assert "resumed" not in done.stdout
   proc = subprocess.Popen(_cli(killed), env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
@@ -158,8 +159,22 @@ def test_sigkill_then_rerun_ends_with_the_same_prompt(tmp_path):
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  assert not (killed / "checkpoint_30").exists(), "the run finished before the kill"
-  subprocess.run(_cli(killed), check=True, env=env, capture_output=True)
+  # The kill landed mid-run: killed by the signal, with checkpoints up to 10-25 only.
+  assert proc.returncode == -signal.SIGKILL, proc.returncode
+  numpy_dir = killed / "numpy_checkpoints"
+  saved = {name: os.path.getmtime(numpy_dir / name) for name in os.listdir(numpy_dir)}
+  last = max(int(name.split("_")[1]) for name in saved)
+  assert 10 <= last < 30, saved
+  rerun = subprocess.run(_cli(killed), env=env, capture_output=True, text=True)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  # The rerun resumed: it says so, from the last complete orbax step (the .npy of
+  # a step is written right after it, so that is `last`, or `last + 5` when the
+  # kill fell in between), and it did not write the earlier steps again.
+  resumed = [s for s in (last, last + 5) if f"resumed {killed} from step {s}\n" in rerun.stdout]
+  assert resumed, rerun.stdout
+  for name, mtime in saved.items():
+    if int(name.split("_")[1]) < resumed[0]:
+      assert os.path.getmtime(numpy_dir / name) == mtime, name
   name = export.npy_name(PROMPT_PATH)
   a = np.load(straight / "numpy_checkpoints" / "checkpoint_30" / name)
   b = np.load(killed / "numpy_checkpoints" / "checkpoint_30" / name)

@@ -94,6 +94,13 @@ def with_prompts(frozen: Mapping, prompts: Mapping[str, np.ndarray]) -> dict:
   return tree.merge(frozen, tree.unflatten(dict(prompts)))
 
 
+def check_frozen_dtype(dtype: str) -> str:
+  """Validates FROZEN_PARAMS_DTYPE ("float32" or "bfloat16") before anything runs."""
+  if dtype not in DTYPES:
+    raise ValueError(f"FROZEN_PARAMS_DTYPE={dtype!r}; expected one of {DTYPES}.")
+  return dtype
+
+
 def cast_frozen(frozen: Mapping, dtype: str):
   """FROZEN_PARAMS_DTYPE: keep float32, or hold the frozen weights in bfloat16.
 
@@ -103,6 +110,5 @@ def cast_frozen(frozen: Mapping, dtype: str):
   layers upcast every weight each step, and XLA's CPU backend materialises those
   float32 copies (benchmarks/prompt_vs_finetune.py measures this).
   """
-  if dtype not in DTYPES:
-    raise ValueError(f"FROZEN_PARAMS_DTYPE={dtype!r}; expected one of {DTYPES}.")
+  check_frozen_dtype(dtype)
   return jax.tree.map(lambda x: jax.numpy.asarray(x, dtype), frozen)

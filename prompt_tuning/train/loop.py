@@ -157,6 +157,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     raise ValueError(f"EVAL_PERIOD={eval_period}; expected >= 0 (0 disables evaluation).")
   lengths = inputs.check_feature_lengths(task_feature_lengths)
   frozen_lib.check_checkpoint_path(initial_checkpoint_path)
+  frozen_lib.check_frozen_dtype(frozen_params_dtype)
   if register_tasks is not None:
     register_tasks()
   task = inputs.get_task(mixture_or_task_name)

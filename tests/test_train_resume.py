@@ -1,0 +1,154 @@
+"""Resuming, and what a run decides for itself: the data position, refusals, the best
+prompt, bfloat16 frozen weights. Fast runs on the demo's frozen tiny T5 (no SIGKILL: the
+slow test in test_train_loop.py does that from a real process)."""
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prompt_tuning import paths, tree
+from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
+from prompt_tuning.data import inputs
+from prompt_tuning.demo import tasks as demo_tasks
+from prompt_tuning.eval import best as best_lib
+from prompt_tuning.prompts import initializers
+from prompt_tuning.prompts.spec import PROMPT_PATH
+from prompt_tuning.train import loop, optim
+
+MODEL = paths.demo_model_dir()
+TASK = "taskless_demo_majority"
+LENGTHS = {"inputs": 16, "targets": 8}
+
+
+def _register():
+  demo_tasks.register_demo_tasks(demo_tasks.demo_vocabulary())
+
+
+def _train(model_dir, **overrides):
+  kwargs = dict(model_dir=str(model_dir), mixture_or_task_name=TASK,
+                task_feature_lengths=LENGTHS, train_steps=6, batch_size=8,
+                initial_checkpoint_path=MODEL, prompt_length=4,
+                prompt_init=initializers.sampled_vocab(100), eval_period=0,
+                checkpoint_period=3, register_tasks=_register, progress=False, log_period=3,
+                dropout_rate=0.1, optimizer=optim.paper_adafactor())
+  kwargs.update(overrides)
+  return loop.train(**kwargs)
+
+
+def _prompt(model_dir, step):
+  return run_dir.read_trainable(str(model_dir), step)[0][PROMPT_PATH]
+
+
+def test_train_batches_from_k_are_the_stream_after_k_batches():
+  _register()
+  stream = inputs.train_batches(TASK, LENGTHS, 4, seed=3)
+  first = [next(stream) for _ in range(5)]
+  later = inputs.train_batches(TASK, LENGTHS, 4, seed=3, start_batch=3)
+  for want in first[3:]:
+    got = next(later)
+    assert sorted(got) == sorted(want)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+  # The batches differ from one another, so the comparison can tell an offset.
+  assert not np.array_equal(first[0]["encoder_input_tokens"], first[3]["encoder_input_tokens"])
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+  straight = _train(tmp_path / "straight")
+  assert straight.start_step == 0
+  first = _train(tmp_path / "resumed", train_steps=3)
+  assert first.step == 3
+  second = _train(tmp_path / "resumed")
+  assert second.start_step == 3 and second.step == 6
+  # Same data after the resume point and the same dropout: the same prompt, exactly.
+  np.testing.assert_array_equal(_prompt(tmp_path / "resumed", 6), _prompt(tmp_path / "straight", 6))
+  np.testing.assert_array_equal(_prompt(tmp_path / "resumed", 3), _prompt(tmp_path / "straight", 3))
+  assert not np.array_equal(_prompt(tmp_path / "straight", 3), _prompt(tmp_path / "straight", 6))
+
+
+def test_a_resume_with_other_data_or_another_frozen_model_is_refused(tmp_path):
+  _train(tmp_path / "run", train_steps=3)
+  before = {name: os.path.getmtime(os.path.join(tmp_path / "run", name))
+            for name in os.listdir(tmp_path / "run")}
+  with pytest.raises(ValueError, match=r"holds a run with data .*'batch_size': 8.*this command "
+                                       r"asks for .*'batch_size': 4"):
+    _train(tmp_path / "run", batch_size=4)
+  with pytest.raises(ValueError, match=r"holds a run with data .*'seed': 0.*'seed': 1"):
+    _train(tmp_path / "run", random_seed=1)
+  other = shutil.copytree(MODEL, tmp_path / "same_weights_elsewhere")
+  with pytest.raises(ValueError, match=r"was trained on INITIAL_CHECKPOINT_PATH="
+                                       rf"'{MODEL}', not '{other}'"):
+    _train(tmp_path / "run", initial_checkpoint_path=str(other))
+  after = {name: os.path.getmtime(os.path.join(tmp_path / "run", name))
+           for name in os.listdir(tmp_path / "run")}
+  assert after == before  # nothing written, nothing replaced
+  assert run_dir.numpy_steps(str(tmp_path / "run")) == [3]
+
+
+def test_the_best_prompt_follows_eval_metric_in_min_mode(tmp_path):
+  result = _train(tmp_path, train_steps=8, eval_period=2, eval_num_examples=16,
+                  eval_metric="loss_per_token", eval_metric_mode="min", checkpoint_period=2)
+  evals = [r for r in result.history if r["kind"] == "eval"]
+  key = f"{TASK}/loss_per_token"
+  values = [r[key] for r in evals]
+  assert len(set(values)) == len(values)  # no ties: the choice is unambiguous
+  want = evals[int(np.argmin(values))]
+  assert result.best == {"step": want["step"], "metric": key, "value": pytest.approx(want[key])}
+  assert run_dir.load_best(str(tmp_path))["step"] == want["step"]
+  best = run_dir.read_trainable(str(tmp_path), "best")[0][PROMPT_PATH]
+  if want["step"]:  # step 0 has no numpy checkpoint of its own
+    np.testing.assert_array_equal(best, _prompt(tmp_path, want["step"]))
+  # "max" would keep the worst loss instead: the mode really is read.
+  assert want["step"] != evals[int(np.argmax(values))]["step"]
+
+
+def test_resolve_metric_and_is_better_by_hand():
+  results = {"t/loss_per_token": 0.5, "t/token_accuracy": 90.0, "t/accuracy": 70.0,
+             "t/f1": 60.0}
+  assert best_lib.resolve_metric(results, None, ["t"]) == "t/accuracy"  # the task's first
+  assert best_lib.resolve_metric(results, "f1", ["t"]) == "t/f1"
+  assert best_lib.resolve_metric(results, "t/loss_per_token", ["t"]) == "t/loss_per_token"
+  with pytest.raises(ValueError, match=r"EVAL_METRIC='bleu' is not one of the reported"):
+    best_lib.resolve_metric(results, "bleu", ["t"])
+  mixed = {"a/accuracy": 1.0, "b/accuracy": 2.0}
+  with pytest.raises(ValueError, match="give '<task>/<metric>' for a mixture"):
+    best_lib.resolve_metric(mixed, "accuracy", ["a", "b"])
+  assert best_lib.is_better(0.4, 0.5, "min") and not best_lib.is_better(0.6, 0.5, "min")
+  assert best_lib.is_better(0.6, 0.5, "max") and not best_lib.is_better(0.5, 0.5, "max")
+  assert best_lib.is_better(3.0, None, "min")
+  assert not best_lib.is_better(float("nan"), None, "max")
+  with pytest.raises(ValueError, match="eval_metric_mode='best'"):
+    best_lib.is_better(1.0, 0.0, "best")
+
+
+def test_cast_frozen_holds_the_frozen_weights_in_bfloat16():
+  _, frozen = frozen_lib.load_frozen(MODEL)
+  half = frozen_lib.cast_frozen(frozen, "bfloat16")
+  leaves = tree.flatten(half)
+  assert {str(v.dtype) for v in leaves.values()} == {"bfloat16"}
+  for path, value in tree.flatten(frozen).items():
+    np.testing.assert_array_equal(np.asarray(leaves[path], np.float32),
+                                  np.asarray(jnp.asarray(value, jnp.bfloat16), np.float32))
+  assert {str(v.dtype) for v in tree.flatten(frozen_lib.cast_frozen(frozen, "float32")).values()
+          } == {"float32"}
+  with pytest.raises(ValueError, match=r"FROZEN_PARAMS_DTYPE='float16'; expected one of "
+                                       r"\('float32', 'bfloat16'\)"):
+    frozen_lib.cast_frozen(frozen, "float16")
+
+
+def test_a_run_with_bfloat16_frozen_weights_trains_a_float32_prompt(tmp_path):
+  f32 = _train(tmp_path / "f32", train_steps=3, dropout_rate=0.0)
+  b16 = _train(tmp_path / "b16", train_steps=3, dropout_rate=0.0, frozen_params_dtype="bfloat16")
+  prompt = _prompt(tmp_path / "b16", 3)
+  assert prompt.dtype == np.float32 and np.isfinite(prompt).all()
+  loss = lambda r: [x["loss"] for x in r.history if x["kind"] == "train"][0]
+  # The same run up to bfloat16 rounding of the weights: close, but not the same numbers.
+  assert loss(b16) == pytest.approx(loss(f32), rel=0.05)
+  assert loss(b16) != loss(f32)
+  assert not np.array_equal(prompt, _prompt(tmp_path / "f32", 3))
+  with pytest.raises(ValueError, match="FROZEN_PARAMS_DTYPE='int8'"):
+    _train(tmp_path / "bad", frozen_params_dtype="int8")
+  assert not os.path.exists(tmp_path / "bad")  # refused before anything is written
