@@ -4,7 +4,6 @@ slow test in test_train_loop.py does that from a real process)."""
 import os
 import shutil
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
