@@ -1,0 +1,91 @@
+"""Per-module mutation scores from mutmut's results, with the equivalent mutants set aside.
+
+    nice -n 19 mutmut run --max-children 2     # see setup.cfg
+    python tests/mutation/report.py [--survivors]
+
+A survivor is either killed by a test or listed in equivalent.txt beside this
+file, one per line: `<mutant name>  # why no test can tell it from the original`.
+The score of a module is killed / (mutants - equivalent - not run), where "not
+run" are mutants of functions no selected test calls (reported separately).
+Prints a Markdown table and, with --survivors, every survivor not yet explained.
+"""
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KILLED = {"killed", "timeout", "caught by type check"}
+
+
+def _results() -> dict[str, str]:
+  out = subprocess.run(["mutmut", "results", "--all", "true"], capture_output=True,
+                       text=True, check=True).stdout
+  found = {}
+  for line in out.splitlines():
+    match = re.match(r"\s*(\S+__mutmut_\d+): (.+)$", line)
+    if match:
+      found[match.group(1)] = match.group(2).strip()
+  if not found:
+    sys.exit("no mutmut results: run `mutmut run` first (see setup.cfg).")
+  return found
+
+
+def _equivalents() -> dict[str, str]:
+  path = os.path.join(HERE, "equivalent.txt")
+  out = {}
+  for line in open(path, encoding="utf-8"):
+    line = line.strip()
+    if line and not line.startswith("#"):
+      name, _, reason = line.partition("#")
+      if not reason.strip():
+        sys.exit(f"{path}: {name.strip()} has no reason; write one after '#'.")
+      out[name.strip()] = reason.strip()
+  return out
+
+
+def _module(name: str) -> str:
+  return name.split(".x", 1)[0].replace(".", "/") + ".py"
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--survivors", action="store_true", help="list unexplained survivors")
+  args = parser.parse_args(argv)
+  results, equivalent = _results(), _equivalents()
+  stale = sorted(set(equivalent) - set(results))
+  counts = collections.defaultdict(collections.Counter)
+  unexplained = []
+  for name, status in sorted(results.items()):
+    row = counts[_module(name)]
+    row["mutants"] += 1
+    if status in KILLED:
+      row["killed"] += 1
+    elif status == "no tests":
+      row["not run"] += 1
+    elif name in equivalent:
+      row["equivalent"] += 1
+    else:
+      row["survived"] += 1
+      unexplained.append((name, status))
+  print("| module | mutants | killed | equivalent | survived | not run | score |")
+  print("|---|---|---|---|---|---|---|")
+  for module, row in sorted(counts.items()):
+    scored = row["mutants"] - row["equivalent"] - row["not run"]
+    score = 100.0 * row["killed"] / scored if scored else 100.0
+    print(f"| `{module}` | {row['mutants']} | {row['killed']} | {row['equivalent']} | "
+          f"{row['survived']} | {row['not run']} | {score:.1f}% |")
+  if stale:
+    print(f"\nequivalent.txt names {len(stale)} mutants mutmut does not have (code changed?): "
+          f"{stale[:5]}")
+  if args.survivors:
+    print()
+    for name, status in unexplained:
+      print(f"{name}: {status}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
