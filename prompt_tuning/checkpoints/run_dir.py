@@ -119,15 +119,27 @@ def _remove_unfinished_steps(model_dir: str) -> None:
 class Checkpointer:
   """Saves and restores a run's `TrainState` + metadata in MODEL_DIR."""
 
-  def __init__(self, model_dir: str, keep: Optional[int] = 3):
+  def __init__(self, model_dir: str, keep: Optional[int] = 3, read_only: bool = False):
+    """Opens MODEL_DIR's checkpoints.
+
+    Args:
+      model_dir: MODEL_DIR (created unless `read_only`).
+      keep: orbax checkpoints kept (None keeps all).
+      read_only: only read (e.g. while a run writes): nothing is created, recovered
+        or cleaned up.
+    """
     if keep is not None and keep < 1:
       raise ValueError(f"keep={keep}; expected None (keep all) or >= 1.")
     self.model_dir = model_dir
-    export.recover_npy_dir(best_dir(model_dir))  # finish an interrupted best swap
-    _remove_unfinished_steps(model_dir)
+    if read_only and not os.path.isdir(model_dir):
+      raise ValueError(f"{model_dir}: no such directory; expected a prompt-tuning MODEL_DIR.")
+    if not read_only:
+      export.recover_npy_dir(best_dir(model_dir))  # finish an interrupted best swap
+      _remove_unfinished_steps(model_dir)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, step_prefix=CHECKPOINT_PREFIX, create=True,
-        enable_async_checkpointing=False, cleanup_tmp_directories=False)
+        max_to_keep=keep, step_prefix=CHECKPOINT_PREFIX, create=not read_only,
+        enable_async_checkpointing=False, cleanup_tmp_directories=False,
+        read_only=read_only)
     # Handlers named up front, so a fresh process (a resumed run) can read the
     # metadata of checkpoints it did not write.
     self._manager = ocp.CheckpointManager(
@@ -163,6 +175,14 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract))).state
     return unflatten_state(dict(restored), template, where), meta
 
+  def read_meta(self, step: Optional[int] = None) -> dict:
+    """The JSON metadata saved with `step` (default latest): data, frozen model, config."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise ValueError(f"{self.model_dir}: no checkpoint_<step> to read metadata from.")
+    return dict(self._manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore())).meta)
+
   def save_best(self, trainable: Any, record: dict) -> str:
     """Keeps `trainable` as the best prompt (.npy) with `record` in best.json."""
     return export.write_npy_dir(best_dir(self.model_dir), trainable, record, BEST_JSON)
@@ -172,6 +192,15 @@ class Checkpointer:
 
   def close(self):
     self._manager.close()
+
+
+def read_meta(model_dir: str) -> dict:
+  """The latest checkpoint's metadata of a run (see `Checkpointer.save`)."""
+  checkpointer = Checkpointer(model_dir, keep=None, read_only=True)
+  try:
+    return checkpointer.read_meta()
+  finally:
+    checkpointer.close()
 
 
 def load_best(model_dir: str) -> Optional[dict]:
@@ -219,6 +248,27 @@ def read_trainable(model_dir: str, checkpoint: Union[str, int] = "best") -> tupl
     raise ValueError(f"EVAL_CHECKPOINT={checkpoint!r}: {where} does not exist; saved steps: "
                      f"{steps}{', and best/' if has_best else ''}.")
   return export.read_npy_dir(where), where
+
+
+def is_run_dir(path: str) -> bool:
+  """Whether `path` is a MODEL_DIR with saved prompts (best/ or numpy_checkpoints/)."""
+  return os.path.isdir(best_dir(path)) or os.path.isdir(os.path.join(path, NUMPY_DIR))
+
+
+def read_prompt_source(source: str, checkpoint: Union[str, int] = "best") -> tuple[dict, str]:
+  """Prompts from wherever a user keeps them: a run (its `checkpoint`), or a prompt file.
+
+  Args:
+    source: a MODEL_DIR, a `.npy`, a directory of prompt files, or a PEFT
+      prompt-tuning adapter directory (`export.read_prompt_file`).
+    checkpoint: for a MODEL_DIR, "best", "latest" or a step.
+
+  Returns:
+    ({param path: array}, what was read).
+  """
+  if is_run_dir(source):
+    return read_trainable(source, checkpoint)
+  return export.read_prompt_file(source), source
 
 
 # ------------------------------------------------------------- metrics.jsonl

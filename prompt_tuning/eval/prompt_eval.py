@@ -36,20 +36,22 @@ def read_prompts(model_dir: Optional[str] = None, checkpoint: Union[str, int] = 
 
   Args:
     model_dir: a run's MODEL_DIR (see `run_dir.read_trainable`).
-    checkpoint: "best", "latest" or a step of that run.
-    prompt_file: instead, a `.npy` encoder prompt ([P, D], or a [K, P, D] bank)
-      or a directory of prompt files; it takes precedence over `model_dir`.
+    checkpoint: "best", "latest" or a step of that run (or of `prompt_file`
+      when that is a run directory).
+    prompt_file: instead, a `.npy` encoder prompt ([P, D], or a [K, P, D] bank),
+      a directory of prompt files (ours or the reference's numpy checkpoint),
+      a PEFT prompt-tuning adapter, or another run's MODEL_DIR; it takes
+      precedence over `model_dir`.
 
   Returns:
     (flat {param path: array}, the file or directory read).
   """
   if prompt_file:
-    if os.path.isdir(prompt_file):
-      return export.read_npy_dir(prompt_file), prompt_file
-    if not os.path.isfile(prompt_file):
+    if not os.path.exists(prompt_file):
       raise ValueError(f"EVAL_PROMPT_FILE={prompt_file!r}: no such file or directory; "
-                       "expected a .npy prompt or a directory of them.")
-    return {PROMPT_PATH: export.read_npy(prompt_file)}, prompt_file
+                       "expected a .npy prompt, a directory of them, a PEFT adapter or a "
+                       "MODEL_DIR.")
+    return run_dir.read_prompt_source(prompt_file, checkpoint)
   return run_dir.read_trainable(model_dir, checkpoint)
 
 

@@ -9,7 +9,9 @@ parameter named by its path with "." for "/":
 google-research/prompt-tuning writes the same arrays without the extension
 and under its own path, `encoder.prompt.prompt.prompt`; every reader here
 accepts those too, and `rename_reference_prompt` is the one place where the
-reference's parameter path becomes ours.
+reference's parameter path becomes ours. `read_prompt_file` reads any of the
+forms a prompt is shared in: a `.npy`, a directory of them, or a Hugging Face
+PEFT prompt-tuning adapter (prompt_tuning.prompts.peft).
 """
 import json
 import os
@@ -19,7 +21,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from prompt_tuning import tree
-from prompt_tuning.prompts import spec as spec_lib
+from prompt_tuning.prompts import peft, spec as spec_lib
 
 NPY_SUFFIX = ".npy"
 
@@ -102,6 +104,27 @@ def read_npy(path: str) -> np.ndarray:
                      f"{value.dtype}" + ("" if not np.issubdtype(value.dtype, np.floating)
                                          else " with non-finite values") + ".")
   return value
+
+
+def read_prompt_file(path: str) -> dict[str, np.ndarray]:
+  """{param path: array} of a shared prompt, whatever form it comes in.
+
+  Args:
+    path: a `.npy` file (the encoder prompt, [P, D] or a [K, P, D] bank), a
+      directory of prompt files (ours, or the reference's numpy checkpoint),
+      or a PEFT prompt-tuning adapter directory.
+
+  Raises:
+    ValueError: nothing readable at `path` (what was expected is named).
+  """
+  if peft.is_adapter_dir(path):
+    return {spec_lib.PROMPT_PATH: peft.load_adapter(path)[0]}
+  if os.path.isdir(path):
+    return read_npy_dir(path)
+  if os.path.isfile(path):
+    return {spec_lib.PROMPT_PATH: read_npy(path)}
+  raise ValueError(f"{path}: no such file or directory; expected a .npy prompt, a directory "
+                   f"of prompt files, or a PEFT adapter directory ({peft.CONFIG_FILE}).")
 
 
 def write_npy_dir(directory: str, params: Any, extra_json: Optional[dict] = None,

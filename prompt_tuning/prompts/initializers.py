@@ -10,7 +10,7 @@ Initializers that need no table (random uniform, from file) ignore it.
   class_labels(labels, v)  row i = mean of label i's sub-token embeddings; the
                            rest from `fill` (sampled vocab) -- the paper's best
   from_text(text, v)       the text's token embeddings, then `fill`
-  from_file(path)          a saved [P, D] prompt (.npy), e.g. for SPoT transfer
+  from_file(path)          a saved [P, D] prompt (.npy or PEFT adapter), e.g. SPoT
 
 `make_prompt(spec, embedding, rng)` runs a spec's initializer (default
 U[-0.5, 0.5]) and checks what it returns; for a bank of K prompts it runs it K
@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from prompt_tuning.prompts import prompt as prompt_lib
+from prompt_tuning.prompts import export, prompt as prompt_lib
 from prompt_tuning.prompts import spec as spec_lib
 
 Array = jax.Array
@@ -166,25 +166,29 @@ def from_text(text: str, vocab, fill: Optional[PromptInit] = None) -> PromptInit
 
 
 def from_file(path: str) -> PromptInit:
-  """Loads a saved [P, D] prompt from a `.npy` file (PROMPT_FILE).
+  """Starts from a saved [P, D] prompt (PROMPT_FILE), e.g. for SPoT-style transfer.
 
-  The shape must equal (PROMPT_LENGTH, d_model) exactly; values must be finite.
+  `path` is a `.npy`, a directory of prompt files (ours, or the reference's
+  numpy checkpoint) or a Hugging Face PEFT prompt-tuning adapter; the encoder
+  prompt is read (`export.read_prompt_file`). Its shape must equal
+  (PROMPT_LENGTH, d_model) exactly; values must be finite.
   """
   def init(rng, shape, embedding=None):
     del rng, embedding
     length, d_model = _check_shape(shape, "from_file")
-    if not path or not os.path.isfile(path):
-      raise ValueError(f"PROMPT_FILE={path!r}: no such file; expected a .npy file "
-                       f"holding a [{length}, {d_model}] prompt.")
+    if not path or not os.path.exists(path):
+      raise ValueError(f"PROMPT_FILE={path!r}: no such file; expected a .npy file (or a PEFT "
+                       f"adapter directory) holding a [{length}, {d_model}] prompt.")
     try:
-      value = np.load(path, allow_pickle=False)
+      flat = export.read_prompt_file(path)
     except ValueError as e:
-      raise ValueError(f"PROMPT_FILE={path!r} is not a .npy array file: {e}") from e
+      raise ValueError(f"PROMPT_FILE={path!r}: {e}") from e
+    if spec_lib.PROMPT_PATH not in flat:
+      raise ValueError(f"PROMPT_FILE={path!r} holds no encoder prompt; found {sorted(flat)}.")
+    value = flat[spec_lib.PROMPT_PATH]
     if value.shape != (length, d_model):
       raise ValueError(f"PROMPT_FILE={path!r}: prompt has shape {value.shape}; expected "
                        f"(PROMPT_LENGTH, d_model) = ({length}, {d_model}).")
-    if not np.all(np.isfinite(value)):
-      raise ValueError(f"PROMPT_FILE={path!r}: prompt has non-finite values.")
     return value.astype(np.float32)
   return init
 

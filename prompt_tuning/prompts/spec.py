@@ -38,7 +38,8 @@ REFERENCE_PROMPT_PATH = "encoder/prompt/prompt/prompt"
 # The default TRAINABLE_REGEX: every soft prompt, nothing else.
 PROMPTS_REGEX = "|".join(re.escape(p) for p in PROMPT_PATHS)
 
-# Logical axis names; the sharding rules keep all of them replicated (small).
+# Logical axis names of a prompt; it is small and every device needs all of it, so
+# none of them is meant to be partitioned.
 BANK_AXIS, LENGTH_AXIS, EMBED_AXIS = "prompt_bank", "prompt", "prompt_embed"
 
 # (rng, (P, D), [V, D] frozen embedding table or None) -> [P, D] values.
