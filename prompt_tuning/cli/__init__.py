@@ -15,6 +15,7 @@ _COMMANDS = {
               "prompt-tune a frozen T5 from gin configs (T5X flags)"),
     "eval": ("prompt_tuning.cli.eval", "evaluate a prompt checkpoint"),
     "export": ("prompt_tuning.cli.export", "write a prompt as a PEFT adapter or .npy files"),
+    "nearest": ("prompt_tuning.cli.nearest", "a prompt's nearest vocabulary tokens and norms"),
     "show-tasks": ("prompt_tuning.cli.show_tasks",
                    "list registered seqio tasks / print examples"),
 }
