@@ -70,8 +70,9 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
 
 def test_a_resume_with_other_data_or_another_frozen_model_is_refused(tmp_path):
   _train(tmp_path / "run", train_steps=3)
-  before = {name: os.path.getmtime(os.path.join(tmp_path / "run", name))
-            for name in os.listdir(tmp_path / "run")}
+  mtimes = lambda: {name: os.path.getmtime(os.path.join(tmp_path / "run", name))
+                    for name in os.listdir(tmp_path / "run") if name != run_dir.LOCK_FILE}
+  before = mtimes()
   with pytest.raises(ValueError, match=r"holds a run with data .*'batch_size': 8.*this command "
                                        r"asks for .*'batch_size': 4"):
     _train(tmp_path / "run", batch_size=4)
@@ -81,9 +82,7 @@ def test_a_resume_with_other_data_or_another_frozen_model_is_refused(tmp_path):
   with pytest.raises(ValueError, match=r"was trained on INITIAL_CHECKPOINT_PATH="
                                        rf"'{MODEL}', not '{other}'"):
     _train(tmp_path / "run", initial_checkpoint_path=str(other))
-  after = {name: os.path.getmtime(os.path.join(tmp_path / "run", name))
-           for name in os.listdir(tmp_path / "run")}
-  assert after == before  # nothing written, nothing replaced
+  assert mtimes() == before  # nothing written, nothing replaced (the lock aside)
   assert run_dir.numpy_steps(str(tmp_path / "run")) == [3]
 
 

@@ -13,6 +13,7 @@
       best/<path>.npy + best/best.json   the best evaluation's prompt(s)
       metrics.jsonl                      one JSON record per log / eval
       train/, eval/                      TensorBoard events
+      .lock                              held by the run training in it (`lock`)
 
 Orbax writes each step into a temporary directory and renames it when
 complete, so a kill during a save leaves the previous checkpoint usable; the
@@ -22,12 +23,16 @@ keeps them. The layout is google-research/prompt-tuning's (numpy_checkpoints)
 plus T5X's (checkpoint_<step>), so run directories from before the prompt bank
 read unchanged.
 """
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import time
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import jax
 import numpy as np
@@ -43,6 +48,7 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.gin"
 OPERATIVE_CONFIG_FILE = "operative_config.gin"
 EVAL_DIR = "eval"
+LOCK_FILE = ".lock"
 _STEP_DIR = re.compile(rf"{CHECKPOINT_PREFIX}_(\d+)")
 # Orbax's name for a step it had not finished writing: checkpoint_<N>.orbax-checkpoint-tmp-*.
 _ORBAX_TMP = re.compile(rf"{CHECKPOINT_PREFIX}_\d+\.orbax-checkpoint-tmp.*")
@@ -80,15 +86,19 @@ def flatten_state(state: Any) -> dict[str, np.ndarray]:
   return {"/".join(_key_name(e) for e in path): np.asarray(leaf) for path, leaf in leaves}
 
 
+class StateMismatchError(ValueError):
+  """A checkpoint that reads but was written by another kind of run."""
+
+
 def _check_fits(shapes: dict, template: Any, where: str):
-  """Raises ValueError listing missing/unexpected names and shape mismatches."""
+  """Raises StateMismatchError listing missing/unexpected names and shape mismatches."""
   want = {k: np.shape(v) for k, v in flatten_state(template).items()}
   missing = sorted(set(want) - set(shapes))
   unexpected = sorted(set(shapes) - set(want))
   mismatched = [f"{k}: {tuple(shapes[k])}, expected {want[k]}"
                 for k in want if k in shapes and tuple(shapes[k]) != want[k]]
   if missing or unexpected or mismatched:
-    raise ValueError(
+    raise StateMismatchError(
         f"{where} does not fit this run's train state (written with another "
         f"PROMPT_LENGTH, TRAINABLE_REGEX or optimizer?). Missing: {missing}; "
         f"unexpected: {unexpected}; shape mismatches: {mismatched}.")
@@ -175,6 +185,45 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract))).state
     return unflatten_state(dict(restored), template, where), meta
 
+  def restore_readable(self, template: Any) -> tuple[Any, dict, list[str]]:
+    """Restores the newest checkpoint that reads, newest first.
+
+    A checkpoint whose files are damaged (e.g. cut short by a full disk) is
+    skipped with a warning naming it and the error, and moved aside to
+    `checkpoint_<N>.unreadable` (kept for inspection, out of the way of the
+    step's next save); the data position comes with the checkpoint that is
+    used. A checkpoint that does not fit `template` (another PROMPT_LENGTH, ...)
+    is not damage: that error is raised.
+
+    Returns:
+      (state, meta, [one line per skipped checkpoint]).
+
+    Raises:
+      ValueError: no checkpoint reads (each one's error is listed).
+    """
+    skipped, unreadable = [], []
+    for step in sorted(self.all_steps(), reverse=True):
+      where = os.path.join(self.model_dir, f"{CHECKPOINT_PREFIX}_{step}")
+      try:
+        state, meta = self.restore(template, step)
+      except StateMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  (tensorstore, orbax, json)
+        skipped.append(f"{where}: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+        unreadable.append(where)
+      else:
+        for line, bad in zip(skipped, unreadable):
+          aside = f"{bad}.unreadable"
+          shutil.rmtree(aside, ignore_errors=True)
+          os.replace(bad, aside)
+          logging.warning("unreadable checkpoint skipped (moved to %s), resuming from step %d "
+                          "instead: %s", aside, step, line)
+        if unreadable:
+          self._manager.reload()
+        return state, meta, skipped
+    raise ValueError(f"{self.model_dir}: no checkpoint could be read:\n  " +
+                     "\n  ".join(skipped))
+
   def read_meta(self, step: Optional[int] = None) -> dict:
     """The JSON metadata saved with `step` (default latest): data, frozen model, config."""
     step = self.latest_step() if step is None else step
@@ -210,6 +259,41 @@ def load_best(model_dir: str) -> Optional[dict]:
     return None
   with open(path) as f:
     return json.load(f)
+
+
+# ----------------------------------------------------------------------- lock
+
+
+@contextlib.contextmanager
+def lock(model_dir: str) -> Iterator[str]:
+  """Holds MODEL_DIR for one run: a second run on it refuses at once, naming the holder.
+
+  An exclusive `flock` on MODEL_DIR/.lock, which the operating system releases
+  when the holder exits or is killed, so a killed run never leaves it stuck.
+  The file records who holds it (host, pid, start time) for the message.
+
+  Raises:
+    RuntimeError: another process holds MODEL_DIR.
+  """
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, LOCK_FILE)
+  handle = open(path, "a+", encoding="utf-8")  # pylint: disable=consider-using-with
+  try:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      handle.seek(0)
+      holder = handle.read().strip() or "another process"
+      raise RuntimeError(f"MODEL_DIR={model_dir} is in use by {holder}; wait for that run to "
+                         "end (or stop it), or use another MODEL_DIR.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}\n")
+    handle.flush()
+    yield path
+  finally:
+    handle.close()  # closing releases the lock
 
 
 # ------------------------------------------------------------------- prompts

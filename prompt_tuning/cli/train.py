@@ -23,7 +23,7 @@ from prompt_tuning.cli import flags
 def run_train(argv, progress: bool = True):
   """Parses flags and gin, runs the gin-configured `loop.train`; returns its TrainResult.
 
-  MODEL_DIR/config.gin is written before the run, operative_config.gin after.
+  MODEL_DIR/config.gin is written when the run starts, operative_config.gin after.
   """
   import gin  # pylint: disable=import-outside-toplevel
   from prompt_tuning.train import loop  # pylint: disable=import-outside-toplevel
@@ -33,9 +33,7 @@ def run_train(argv, progress: bool = True):
   if not isinstance(model_dir, str) or not model_dir:
     raise ValueError(f"MODEL_DIR={model_dir!r}; expected a directory, e.g. "
                      "--gin.MODEL_DIR=\"'/tmp/run'\".")
-  config_str = gin.config_str()
-  run_dir.save_config(model_dir, config_str)
-  result = configured(gin_config=config_str, progress=progress)
+  result = configured(gin_config=gin.config_str(), progress=progress)
   run_dir.save_operative_config(model_dir, gin.operative_config_str())
   return result
 

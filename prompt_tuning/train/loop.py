@@ -144,7 +144,9 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     keep_checkpoints: orbax checkpoints kept (None keeps all).
     log_period: steps between train-metric records.
     register_tasks: called first, e.g. to register tasks with VOCABULARY.
-    gin_config: the run's resolved gin config, stored with each checkpoint.
+    gin_config: the run's resolved gin config: saved as MODEL_DIR/config.gin once the
+      run starts (a command refused before that writes nothing) and stored with
+      each checkpoint.
     progress: show a tqdm progress bar.
   """
   # ---------------------------------------------------------------- config
@@ -167,134 +169,138 @@ def train(*, model_dir: str, mixture_or_task_name: str,
   os.makedirs(model_dir, exist_ok=True)
   rng_init, rng_train = jax.random.split(jax.random.PRNGKey(random_seed))
 
-  # --------------------------------------------------- model + frozen weights
-  config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
-                                          dropout_rate=dropout_rate)
-  model = Transformer(config, encoder_prompt=encoder_spec, decoder_prompt=decoder_spec)
-  table = frozen_lib.embedding_table(frozen)
-  rngs = {PROMPT_PATH: rng_init, DECODER_PROMPT_PATH: jax.random.fold_in(rng_init, 1)}
-  prompts = {spec.path: initializers.make_prompt(spec, table, rngs[spec.path])
-             for spec in model.prompt_specs}
-  trainable, frozen = trainable_lib.split(frozen_lib.with_prompts(frozen, prompts),
-                                          trainable_regex)
-  frozen = jax.device_put(frozen_lib.cast_frozen(frozen, frozen_params_dtype))
-  logging.info("trainable params: %s", sorted(tree.flatten(trainable)))
+  # Held until the run ends; a second run on MODEL_DIR refuses at once.
+  with run_dir.lock(model_dir):
+    # --------------------------------------------------- model + frozen weights
+    config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
+                                            dropout_rate=dropout_rate)
+    model = Transformer(config, encoder_prompt=encoder_spec, decoder_prompt=decoder_spec)
+    table = frozen_lib.embedding_table(frozen)
+    rngs = {PROMPT_PATH: rng_init, DECODER_PROMPT_PATH: jax.random.fold_in(rng_init, 1)}
+    prompts = {spec.path: initializers.make_prompt(spec, table, rngs[spec.path])
+               for spec in model.prompt_specs}
+    trainable, frozen = trainable_lib.split(frozen_lib.with_prompts(frozen, prompts),
+                                            trainable_regex)
+    frozen = jax.device_put(frozen_lib.cast_frozen(frozen, frozen_params_dtype))
+    logging.info("trainable params: %s", sorted(tree.flatten(trainable)))
 
-  # ------------------------------------------------ state: restore or init
-  state = TrainState.create(jax.device_put(trainable), tx, rng_train)
-  checkpointer = run_dir.Checkpointer(model_dir, keep=keep_checkpoints)
-  fingerprint = inputs.fingerprint(mixture_or_task_name, "train", lengths, batch_size,
-                                   random_seed)
-  start_step = 0
-  if checkpointer.latest_step() is not None:
-    state, meta = checkpointer.restore(state)
-    if meta.get("data") != fingerprint:
-      raise ValueError(
-          f"{model_dir} holds a run with data {meta.get('data')}; this command asks for "
-          f"{fingerprint}. Use another MODEL_DIR, or the same settings to resume.")
-    if meta.get("initial_checkpoint_path") != initial_checkpoint_path:
-      raise ValueError(
-          f"{model_dir} was trained on INITIAL_CHECKPOINT_PATH="
-          f"{meta.get('initial_checkpoint_path')!r}, not {initial_checkpoint_path!r}.")
-    start_step = int(state.step)
-    logging.info("resumed %s at step %d", model_dir, start_step)
+    # ------------------------------------------------ state: restore or init
+    state = TrainState.create(jax.device_put(trainable), tx, rng_train)
+    checkpointer = run_dir.Checkpointer(model_dir, keep=keep_checkpoints)
+    fingerprint = inputs.fingerprint(mixture_or_task_name, "train", lengths, batch_size,
+                                     random_seed)
+    start_step = 0
+    if checkpointer.latest_step() is not None:
+      state, meta, _ = checkpointer.restore_readable(state)
+      if meta.get("data") != fingerprint:
+        raise ValueError(
+            f"{model_dir} holds a run with data {meta.get('data')}; this command asks for "
+            f"{fingerprint}. Use another MODEL_DIR, or the same settings to resume.")
+      if meta.get("initial_checkpoint_path") != initial_checkpoint_path:
+        raise ValueError(
+            f"{model_dir} was trained on INITIAL_CHECKPOINT_PATH="
+            f"{meta.get('initial_checkpoint_path')!r}, not {initial_checkpoint_path!r}.")
+      start_step = int(state.step)
+      logging.info("resumed %s at step %d", model_dir, start_step)
+    if gin_config:  # what this run asked for; never overwrites another run's config.gin
+      run_dir.save_config(model_dir, gin_config)
 
-  # ------------------------------------------------------------------ data
-  batches = inputs.train_batches(mixture_or_task_name, lengths, batch_size, random_seed,
-                                 start_batch=start_step)
-  evaluator = None
-  if eval_period and eval_split in task.splits:
-    evaluator = Evaluator(
-        model.clone(config=config.replace(dropout_rate=0.0)),
-        mixture_or_task_name, lengths, eval_batch_size or batch_size, split=eval_split,
-        num_examples=eval_num_examples, loss_cfg=loss_config)
-    if not evaluator.has_tasks:
-      evaluator = None
-  elif eval_period:
-    logging.warning("%s has no %r split; evaluation is off.", mixture_or_task_name,
-                    eval_split)
+    # ------------------------------------------------------------------ data
+    batches = inputs.train_batches(mixture_or_task_name, lengths, batch_size, random_seed,
+                                   start_batch=start_step)
+    evaluator = None
+    if eval_period and eval_split in task.splits:
+      evaluator = Evaluator(
+          model.clone(config=config.replace(dropout_rate=0.0)),
+          mixture_or_task_name, lengths, eval_batch_size or batch_size, split=eval_split,
+          num_examples=eval_num_examples, loss_cfg=loss_config)
+      if not evaluator.has_tasks:
+        evaluator = None
+    elif eval_period:
+      logging.warning("%s has no %r split; evaluation is off.", mixture_or_task_name,
+                      eval_split)
 
-  # ------------------------------------------------------------------- jit
-  train_step = step_lib.jit_train_step(model, tx, loss_config)
-  logger = _Logger(model_dir, start_step)
-  best = checkpointer.load_best()
-  last_eval: dict = {}
+    # ------------------------------------------------------------------- jit
+    train_step = step_lib.jit_train_step(model, tx, loss_config)
+    logger = _Logger(model_dir, start_step)
+    best = checkpointer.load_best()
+    last_eval: dict = {}
 
-  def run_eval(step: int):
-    nonlocal best, last_eval
-    results = evaluator.evaluate(state.trainable, frozen, step)
-    logger.write("eval", step, results)
-    last_eval = results
-    key = best_lib.resolve_metric(results, eval_metric, evaluator.task_names)
-    if best_lib.is_better(results[key], best and best["value"], eval_metric_mode):
-      best = {"step": int(step), "metric": key, "value": float(results[key])}
-      checkpointer.save_best(state.trainable, best)
-    return results
+    def run_eval(step: int):
+      nonlocal best, last_eval
+      results = evaluator.evaluate(state.trainable, frozen, step)
+      logger.write("eval", step, results)
+      last_eval = results
+      key = best_lib.resolve_metric(results, eval_metric, evaluator.task_names)
+      if best_lib.is_better(results[key], best and best["value"], eval_metric_mode):
+        best = {"step": int(step), "metric": key, "value": float(results[key])}
+        checkpointer.save_best(state.trainable, best)
+      return results
 
-  def save(step: int):
-    checkpointer.save(step, state, {
-        "data": fingerprint, "data_position": int(step),
-        "initial_checkpoint_path": initial_checkpoint_path, "gin_config": gin_config,
-        "model_config": dataclasses.asdict(config),
-        "prompts": [{"path": spec.path, "length": spec.length,
-                     "num_prompts": spec.num_prompts, "combine": spec.combine}
-                    for spec in model.prompt_specs]})
+    def save(step: int):
+      checkpointer.save(step, state, {
+          "data": fingerprint, "data_position": int(step),
+          "initial_checkpoint_path": initial_checkpoint_path, "gin_config": gin_config,
+          "model_config": dataclasses.asdict(config),
+          "prompts": [{"path": spec.path, "length": spec.length,
+                       "num_prompts": spec.num_prompts, "combine": spec.combine}
+                      for spec in model.prompt_specs]})
 
-  # ------------------------------------------------------------------ loop
-  if evaluator is not None and eval_at_start and start_step == 0:
-    run_eval(0)
-  bar = tqdm.tqdm(total=train_steps, initial=start_step, disable=not progress,
-                  desc="prompt tuning", dynamic_ncols=True)
-  finite = jnp.array(True)
-  window_start, tokens, t0 = start_step, 0, time.time()
-  sums: dict = {}
-  step = start_step
-  try:
-    while step < train_steps:
-      batch = next(batches)
-      tokens += inputs.count_tokens(batch)
-      state, metrics = train_step(state, frozen, batch)
-      finite = finite & jnp.isfinite(metrics["loss"])
-      for k, v in metrics.items():
-        sums[k] = sums.get(k, 0.0) + v
-      step += 1
-      bar.update(1)
-      at_log = step % log_period == 0 or step == train_steps
-      at_save = step % checkpoint_period == 0 or step == train_steps
-      at_eval = evaluator is not None and (step % eval_period == 0 or step == train_steps)
-      if not (at_log or at_save or at_eval):
-        continue
-      if not bool(finite):  # one host sync per log/save, not per step
-        raise FloatingPointError(
-            f"non-finite loss between steps {window_start + 1} and {step}; the last good "
-            f"checkpoint in {model_dir} (step {checkpointer.latest_step()}) is intact.")
-      n, elapsed = step - window_start, max(time.time() - t0, 1e-9)
-      record = {k: float(v) / n for k, v in sums.items()}
-      record.update(steps_per_second=n / elapsed, tokens_per_second=tokens / elapsed)
-      logger.write("train", step, record)
-      bar.set_postfix(loss=f"{record['loss']:.4g}", steps_s=f"{n / elapsed:.2f}",
-                      tok_s=f"{tokens / elapsed:.0f}")
-      sums, tokens, window_start, t0 = {}, 0, step, time.time()
-      # Evaluate before saving: a run killed in between redoes this step and its
-      # eval on resume, so no evaluation (and no best prompt) is skipped.
-      if at_eval:
-        results = run_eval(step)
-        bar.write(f"step {step}: " + ", ".join(
-            f"{k} {v:.4g}" for k, v in results.items() if not k.endswith("loss_per_token")))
-      if at_save:
-        save(step)
-  finally:
-    bar.close()
-    logger.close()
-    checkpointer.close()
+    # ------------------------------------------------------------------ loop
+    if evaluator is not None and eval_at_start and start_step == 0:
+      run_eval(0)
+    bar = tqdm.tqdm(total=train_steps, initial=start_step, disable=not progress,
+                    desc="prompt tuning", dynamic_ncols=True)
+    finite = jnp.array(True)
+    window_start, tokens, t0 = start_step, 0, time.time()
+    sums: dict = {}
+    step = start_step
+    try:
+      while step < train_steps:
+        batch = next(batches)
+        tokens += inputs.count_tokens(batch)
+        state, metrics = train_step(state, frozen, batch)
+        finite = finite & jnp.isfinite(metrics["loss"])
+        for k, v in metrics.items():
+          sums[k] = sums.get(k, 0.0) + v
+        step += 1
+        bar.update(1)
+        at_log = step % log_period == 0 or step == train_steps
+        at_save = step % checkpoint_period == 0 or step == train_steps
+        at_eval = evaluator is not None and (step % eval_period == 0 or step == train_steps)
+        if not (at_log or at_save or at_eval):
+          continue
+        if not bool(finite):  # one host sync per log/save, not per step
+          raise FloatingPointError(
+              f"non-finite loss between steps {window_start + 1} and {step}; the last good "
+              f"checkpoint in {model_dir} (step {checkpointer.latest_step()}) is intact.")
+        n, elapsed = step - window_start, max(time.time() - t0, 1e-9)
+        record = {k: float(v) / n for k, v in sums.items()}
+        record.update(steps_per_second=n / elapsed, tokens_per_second=tokens / elapsed)
+        logger.write("train", step, record)
+        bar.set_postfix(loss=f"{record['loss']:.4g}", steps_s=f"{n / elapsed:.2f}",
+                        tok_s=f"{tokens / elapsed:.0f}")
+        sums, tokens, window_start, t0 = {}, 0, step, time.time()
+        # Evaluate before saving: a run killed in between redoes this step and its
+        # eval on resume, so no evaluation (and no best prompt) is skipped.
+        if at_eval:
+          results = run_eval(step)
+          bar.write(f"step {step}: " + ", ".join(
+              f"{k} {v:.4g}" for k, v in results.items() if not k.endswith("loss_per_token")))
+        if at_save:
+          save(step)
+    finally:
+      bar.close()
+      logger.close()
+      checkpointer.close()
 
-  names = sorted(tree.flatten(state.trainable))
-  shown = next((p for p in (PROMPT_PATH, DECODER_PROMPT_PATH) if p in names), names[0])
-  where = run_dir.best_dir(model_dir) if best is not None else run_dir.numpy_dir(model_dir,
-                                                                                   step)
-  decoder_prompt_path = (os.path.join(where, export.npy_name(DECODER_PROMPT_PATH))
-                         if DECODER_PROMPT_PATH in names else None)
-  return TrainResult(model_dir=model_dir, step=step, history=logger.history,
-                     last_eval=last_eval, best=best,
-                     prompt_path=os.path.join(where, export.npy_name(shown)),
-                     decoder_prompt_path=decoder_prompt_path, start_step=start_step)
+    names = sorted(tree.flatten(state.trainable))
+    shown = next((p for p in (PROMPT_PATH, DECODER_PROMPT_PATH) if p in names), names[0])
+    where = run_dir.best_dir(model_dir) if best is not None else run_dir.numpy_dir(model_dir,
+                                                                                     step)
+    decoder_prompt_path = (os.path.join(where, export.npy_name(DECODER_PROMPT_PATH))
+                           if DECODER_PROMPT_PATH in names else None)
+    return TrainResult(model_dir=model_dir, step=step, history=logger.history,
+                       last_eval=last_eval, best=best,
+                       prompt_path=os.path.join(where, export.npy_name(shown)),
+                       decoder_prompt_path=decoder_prompt_path, start_step=start_step)
