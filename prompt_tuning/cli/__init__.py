@@ -3,10 +3,17 @@
 Each subcommand is a module of this package with a `main(argv)` function,
 imported only when it is asked for, so `prompt-tuning show-tasks` does not pay
 for JAX start-up. `flags` turns T5X-style flags into gin; `configurables`
-holds the only explicit gin registrations.
+holds the only explicit gin registrations; `quiet` keeps the output to what the
+user needs.
+
+Every command takes `--debug` (a failure shows its traceback; by default it is
+one message naming what was expected and what was found, exit status 1) and
+`--verbose` (every library's logging).
 """
 import importlib
 import sys
+
+from prompt_tuning.cli import quiet
 
 # subcommand -> (module holding main(argv), one-line help)
 _COMMANDS = {
@@ -22,7 +29,7 @@ _COMMANDS = {
 
 
 def _usage() -> str:
-  lines = ["usage: prompt-tuning <command> [flags]", "", "commands:"]
+  lines = ["usage: prompt-tuning <command> [flags] [--debug] [--verbose]", "", "commands:"]
   for name, (_, text) in _COMMANDS.items():
     lines.append(f"  {name:<12} {text}")
   return "\n".join(lines)
@@ -30,6 +37,8 @@ def _usage() -> str:
 
 def main(argv=None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
+  debug, verbose = "--debug" in argv, "--verbose" in argv
+  argv = [a for a in argv if a not in ("--debug", "--verbose")]
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(_usage())
     return 0
@@ -38,8 +47,19 @@ def main(argv=None) -> int:
     print(f"prompt-tuning: unknown command {name!r}; expected one of "
           f"{sorted(_COMMANDS)}.\n\n{_usage()}", file=sys.stderr)
     return 2
-  module = importlib.import_module(_COMMANDS[name][0])
-  return int(module.main(rest) or 0)
+  quiet.setup_logging(verbose)
+  try:
+    module = importlib.import_module(_COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+  except KeyboardInterrupt:
+    print(f"prompt-tuning {name}: interrupted", file=sys.stderr)
+    return 130
+  except Exception as e:  # pylint: disable=broad-except
+    if debug:
+      raise
+    print(f"prompt-tuning {name}: {quiet.error_message(e)}\n(--debug shows the traceback)",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -6,17 +6,22 @@ soft prompt for "majority" with the task word removed, through the same gin
 configs (configs/runs/demo.gin), train loop, checkpoints and evaluator as a
 real run, then reports accuracy before and after and writes a plot.
 
-Re-running with the same --output_dir resumes (a finished run is re-evaluated).
+Re-running with the same --output_dir resumes (a finished run is re-evaluated). A
+demo run there that cannot be resumed (made by another install, whose demo model
+lives elsewhere, or with another --seed) is replaced by a fresh one; a directory
+holding anything else is refused.
 """
 import argparse
 import dataclasses
-import logging
 import os
+import shutil
 import sys
 import time
 from typing import Optional
 
 import numpy as np
+
+from prompt_tuning.cli import quiet
 
 TASK = "taskless_demo_majority"
 DEFAULT_OUTPUT_DIR = "/tmp/prompt_tuning_demo"
@@ -63,7 +68,18 @@ def run(output_dir: str = DEFAULT_OUTPUT_DIR, train_steps: Optional[int] = None,
     argv.append(f"--gin.TRAIN_STEPS={int(train_steps)}")
   if eval_period is not None:
     argv.append(f"--gin.EVAL_PERIOD={int(eval_period)}")
-  result = train_cli.run_train(argv, progress=progress)
+  from prompt_tuning.train import loop  # pylint: disable=import-outside-toplevel
+  try:
+    result = train_cli.run_train(argv, progress=progress)
+  except (loop.IncompatibleRunError, run_dir.StateMismatchError) as e:
+    meta = run_dir.read_meta(output_dir)
+    if (meta.get("data") or {}).get("mixture_or_task_name") != TASK:
+      raise ValueError(f"--output_dir={output_dir} holds another run "
+                       f"({quiet.error_message(e)}); choose another --output_dir.") from e
+    log(f"{output_dir} holds a demo run that cannot be resumed "
+        f"({quiet.error_message(e)}); starting fresh.")
+    shutil.rmtree(output_dir)
+    result = train_cli.run_train(argv, progress=progress)
 
   evals = [r for r in result.history if r["kind"] == "eval"]
   if not evals:  # a resumed, already finished run: read the log written earlier
@@ -107,7 +123,7 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--no_progress", action="store_true")
   args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.WARNING)
+  quiet.setup_logging()
   result = run(args.output_dir, args.train_steps, args.eval_period, args.seed,
                progress=not args.no_progress)
   return 0 if result.accuracy_test >= 0 else 1

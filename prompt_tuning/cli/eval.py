@@ -9,17 +9,16 @@
 EVAL_CHECKPOINT ("best", "latest", a step) or EVAL_PROMPT_FILE choose the
 prompt; the metrics are printed and written to MODEL_DIR/eval/.
 """
-import logging
 import sys
 from typing import Optional
 
-from prompt_tuning.cli import flags
+from prompt_tuning.cli import flags, quiet
 
 
 def main(argv: Optional[list] = None) -> int:
   import gin  # pylint: disable=import-outside-toplevel
   from prompt_tuning.eval import prompt_eval  # pylint: disable=import-outside-toplevel
-  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+  quiet.setup_logging()
   argv = sys.argv[1:] if argv is None else argv
   flags.setup_gin(flags.parse_flags(argv, "prompt-tuning eval", __doc__))
   results = gin.get_configurable(prompt_eval.evaluate_prompt)()

@@ -8,7 +8,9 @@ need inner quotes), `--gin_bindings` (the same, T5X's other spelling),
 the order given, then the bindings, so a binding always wins.
 """
 import argparse
+import difflib
 import os
+import re
 from typing import Optional, Sequence
 
 from prompt_tuning import paths
@@ -44,8 +46,71 @@ def search_paths(args: argparse.Namespace) -> list[str]:
                                                               os.getcwd()]
 
 
+_MACRO = re.compile(r"[A-Z][A-Z0-9_]*")
+_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.M)
+
+
+def _find(name: str, search: Sequence[str]) -> Optional[str]:
+  if os.path.isabs(name):
+    return name if os.path.isfile(name) else None
+  for path in search:
+    if os.path.isfile(os.path.join(path, name)):
+      return os.path.join(path, name)
+  return None
+
+
+def _config_texts(files: Sequence[str], search: Sequence[str]) -> list[str]:
+  """The text of every gin file the run parses, its includes followed."""
+  texts, todo, seen = [], list(files), set()
+  while todo:
+    path = _find(todo.pop(), search)
+    if path is None or path in seen:
+      continue
+    seen.add(path)
+    with open(path, encoding="utf-8") as f:
+      texts.append(f.read())
+    todo += _INCLUDE.findall(texts[-1])
+  return texts
+
+
+def check_macros(args: argparse.Namespace) -> None:
+  """Refuses a `--gin.MACRO=...` that nothing reads (a typo), with a did-you-mean.
+
+  gin itself refuses an unknown parameter of a configurable; a macro is only
+  a name, so `--gin.TRAIN_STPES=5` would be accepted and ignored. A macro set
+  on the command line must be referenced (`%MACRO`) or defined by one of the
+  run's gin files (which then reference it), or by another binding.
+
+  Raises:
+    ValueError: naming the macro and the closest known macros.
+  """
+  texts = _config_texts(args.gin_file, search_paths(args))
+  texts += args.bindings
+  known = set()
+  for text in texts:
+    known |= set(re.findall(r"%([A-Z][A-Z0-9_]*)", text))
+    known |= set(re.findall(r"^\s*([A-Z][A-Z0-9_]*)\s*=", text, re.M))
+  for binding in args.bindings:
+    name = binding.split("=", 1)[0].strip()
+    if not _MACRO.fullmatch(name):
+      continue
+    referenced = {m for text in texts for m in re.findall(r"%([A-Z][A-Z0-9_]*)", text)}
+    defined_in_files = any(re.search(rf"^\s*{name}\s*=", text, re.M) for text in texts
+                           if text not in args.bindings)
+    if name not in referenced and not defined_in_files:
+      close = difflib.get_close_matches(name, sorted(known - {name}), n=3, cutoff=0.6)
+      hint = f"; did you mean {' or '.join(close)}?" if close else \
+          f"; the run's macros are {sorted(known - {name})}."
+      raise ValueError(f"--gin.{name}: no gin file or binding of this run reads the macro "
+                       f"{name}{hint}")
+
+
 def setup_gin(args: argparse.Namespace) -> None:
-  """Parses gin files and bindings; missing files fail with the search paths named."""
+  """Parses gin files and bindings; missing files fail with the search paths named.
+
+  Every binding must be read: gin refuses an unknown parameter, `check_macros`
+  an unknown macro, before anything runs.
+  """
   import gin  # pylint: disable=import-outside-toplevel
   from prompt_tuning.cli import configurables  # pylint: disable=import-outside-toplevel
   configurables.register()
@@ -56,6 +121,7 @@ def setup_gin(args: argparse.Namespace) -> None:
     if not os.path.isabs(name) and not any(
         os.path.isfile(os.path.join(p, name)) for p in search):
       raise FileNotFoundError(f"--gin_file={name!r} not found in the search paths {search}.")
+  check_macros(args)
   gin.clear_config()
   gin.parse_config_files_and_bindings(args.gin_file, args.bindings,
                                       finalize_config=False)

@@ -12,12 +12,11 @@
 See prompt_tuning.cli.flags for the flags. Re-running the same command resumes
 from MODEL_DIR's latest checkpoint.
 """
-import logging
 import sys
 from typing import Optional
 
 from prompt_tuning.checkpoints import run_dir
-from prompt_tuning.cli import flags
+from prompt_tuning.cli import flags, quiet
 
 
 def run_train(argv, progress: bool = True):
@@ -39,7 +38,7 @@ def run_train(argv, progress: bool = True):
 
 
 def main(argv: Optional[list] = None) -> int:
-  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+  quiet.setup_logging()
   argv = sys.argv[1:] if argv is None else argv
   result = run_train(argv)
   if result.start_step:

@@ -33,6 +33,10 @@ from prompt_tuning.train import optim, step as step_lib, trainable as trainable_
 from prompt_tuning.train.state import TrainState
 
 
+class IncompatibleRunError(ValueError):
+  """MODEL_DIR holds a run made with other data settings or another frozen model."""
+
+
 @dataclasses.dataclass
 class TrainResult:
   """What a finished run produced.
@@ -191,15 +195,19 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                                      random_seed)
     start_step = 0
     if checkpointer.latest_step() is not None:
-      state, meta, _ = checkpointer.restore_readable(state)
-      if meta.get("data") != fingerprint:
-        raise ValueError(
-            f"{model_dir} holds a run with data {meta.get('data')}; this command asks for "
-            f"{fingerprint}. Use another MODEL_DIR, or the same settings to resume.")
-      if meta.get("initial_checkpoint_path") != initial_checkpoint_path:
-        raise ValueError(
-            f"{model_dir} was trained on INITIAL_CHECKPOINT_PATH="
-            f"{meta.get('initial_checkpoint_path')!r}, not {initial_checkpoint_path!r}.")
+      try:
+        state, meta, _ = checkpointer.restore_readable(state)
+        if meta.get("data") != fingerprint:
+          raise IncompatibleRunError(
+              f"{model_dir} holds a run with data {meta.get('data')}; this command asks for "
+              f"{fingerprint}. Use another MODEL_DIR, or the same settings to resume.")
+        if meta.get("initial_checkpoint_path") != initial_checkpoint_path:
+          raise IncompatibleRunError(
+              f"{model_dir} was trained on INITIAL_CHECKPOINT_PATH="
+              f"{meta.get('initial_checkpoint_path')!r}, not {initial_checkpoint_path!r}.")
+      except Exception:
+        checkpointer.close()
+        raise
       start_step = int(state.step)
       logging.info("resumed %s at step %d", model_dir, start_step)
     if gin_config:  # what this run asked for; never overwrites another run's config.gin
