@@ -25,8 +25,9 @@ transformers = reference_library("transformers")
 
 from prompt_tuning import checkpoints  # pylint: disable=wrong-import-position
 from prompt_tuning.models import (Transformer, decoding, encode, get_config,  # pylint: disable=wrong-import-position
-                                   init_cache, scoring)
+                                   init_cache)
 from prompt_tuning.prompts import spec as spec_lib  # pylint: disable=wrong-import-position
+from prompt_tuning.testing.naive import repeated_encodings_scores  # pylint: disable=wrong-import-position
 
 EOS = model_fixtures.EOS
 T = 8  # decode length
@@ -467,21 +468,10 @@ def test_cross_attention_keys_values_are_projected_once_per_example():
                          for s in encoder.values())
 
 
-def _repeated_encodings_scores(model, params, tokens, options):
-  """The naive rank classification: encodings repeated per option, [B * C, S, D]."""
-  b, c, t = options.shape
-  encoded, mask = encode(model, params, tokens)
-  flat = options.reshape(b * c, t)
-  # pylint: disable=protected-access
-  logits = model.apply({"params": params}, jnp.repeat(encoded, c, 0), jnp.repeat(mask, c, 0),
-                       scoring._shift_right(flat), flat, method="decode")
-  return scoring._sequence_log_probs(logits, flat, (flat > 0).astype(jnp.float32)).reshape(b, c)
-
-
 def test_compiled_cost_drops_by_the_repeated_key_value_projections():
   model, params, _ = _setup("plain")
   b, length, c = 4, INPUTS.shape[1], OPTIONS.shape[1]
-  naive = jax.jit(_repeated_encodings_scores, static_argnums=0)
+  naive = jax.jit(repeated_encodings_scores, static_argnums=0)
   np.testing.assert_allclose(naive(model, params, INPUTS, OPTIONS),
                              score_options(model, params, INPUTS, OPTIONS), rtol=1e-6)
 
@@ -490,7 +480,7 @@ def test_compiled_cost_drops_by_the_repeated_key_value_projections():
     cost = cost.cost_analysis()
     return (cost[0] if isinstance(cost, list) else cost)["flops"]
 
-  saved = flops(_repeated_encodings_scores) - flops(decoding.score_options)
+  saved = flops(repeated_encodings_scores) - flops(decoding.score_options)
   # Per decoder layer, key and value: 2 * rows * S * D * (N * K) flops on (C - 1) * B
   # fewer rows; everything else is the same work.
   nk = TINY.num_heads * TINY.head_dim
