@@ -30,3 +30,18 @@ def test_demo_time_reads_the_accuracies_the_demo_prints():
       "accuracy_before": 0.0, "accuracy_validation": 98.5, "accuracy_test": 100.0}
   with pytest.raises(ValueError, match="held-out test"):
     demo_time.parse_output(DEMO_OUTPUT.replace("held-out test", "test"))
+
+
+def test_rank_classification_methods_agree_and_fill_the_table():
+  bench = _load("rank_classification")
+  args = bench._flags(["--size=tiny", "--batch=4", "--inputs=8", "--options=2,3",  # pylint: disable=protected-access
+                       "--repeats=1"])
+  result = bench.run(args)
+  assert [r["options"] for r in result["rows"]] == [2, 3]
+  for row in result["rows"]:
+    assert max(row["max_rel_diff_vs_per_option"].values()) < 1e-6
+    # The K/V saving shows in XLA's flop count: shared < repeated < per option.
+    flops = row["flops"]
+    assert flops["shared"] < flops["repeated"] < flops["per_option"]
+  lines = bench.table(result).splitlines()
+  assert len(lines) == 4 and lines[2].startswith("| 2 |") and lines[3].startswith("| 3 |")

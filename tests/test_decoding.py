@@ -11,6 +11,7 @@ early and others run to the length limit; tests assert that premise.
 import functools
 import tempfile
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +27,7 @@ from prompt_tuning import checkpoints  # pylint: disable=wrong-import-position
 from prompt_tuning.models import (Transformer, decoding, encode, get_config,  # pylint: disable=wrong-import-position
                                    init_cache)
 from prompt_tuning.prompts import spec as spec_lib  # pylint: disable=wrong-import-position
+from prompt_tuning.testing.naive import repeated_encodings_scores  # pylint: disable=wrong-import-position
 
 EOS = model_fixtures.EOS
 T = 8  # decode length
@@ -383,18 +385,27 @@ def test_score_is_the_negated_cross_entropy_sum(name):
   assert abs(weighted[0] - got[0]) > 1e-2
 
 
+OPTIONS = np.array([TARGETS[:3], TARGETS[1:], TARGETS[[3, 0, 2]], TARGETS[[2, 2, 1]]])
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_score_options_equals_score_on_the_expanded_batch(name):
   model, params, _ = _setup(name)
-  options = np.array([TARGETS[:3], TARGETS[1:], TARGETS[[3, 0, 2]], TARGETS[[2, 2, 1]]])
-  got = np.asarray(score_options(model, params, INPUTS, options))  # [B=4, C=3]
-  flat = options.reshape(12, 4)
+  got = np.asarray(score_options(model, params, INPUTS, OPTIONS))  # [B=4, C=3]
+  flat = OPTIONS.reshape(12, 4)
   expanded = {"encoder_input_tokens": np.repeat(INPUTS, 3, 0),
               "decoder_input_tokens": _shift_right(flat), "decoder_target_tokens": flat}
   want = np.asarray(score(model, params, expanded)).reshape(4, 3)
   assert got.shape == (4, 3)
-  np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+  # Equal up to float32 rounding (XLA's CPU kernels sum in a batch-size dependent
+  # order); a row reading another example's keys/values would be off by > 1.
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
   assert np.ptp(want) > 1.0  # the options really differ
+  # And one full forward per option (the encoder run C times), the issue's reference.
+  per_option = np.stack([score(model, params, {
+      "encoder_input_tokens": INPUTS, "decoder_input_tokens": _shift_right(OPTIONS[:, c]),
+      "decoder_target_tokens": OPTIONS[:, c]}) for c in range(3)], axis=1)
+  np.testing.assert_allclose(got, per_option, rtol=1e-6, atol=0)
 
 
 def test_shared_options_and_rank_classify():
@@ -425,6 +436,56 @@ def test_score_options_runs_the_encoder_once_per_example():
   jax.make_jaxpr(functools.partial(decoding.score_options, CountingTransformer(
       TINY)))(params, INPUTS, options)
   assert calls == [(4, 7)]
+
+
+def _dense_inputs(fn, *args) -> dict:
+  """{module path: [input shapes]} of every dense layer `fn(*args)` calls (traced only)."""
+  seen = {}
+
+  def record(next_fun, call_args, kwargs, context):
+    if isinstance(context.module, nn.Dense):
+      seen.setdefault("/".join(context.module.path), []).append(call_args[0].shape)
+    return next_fun(*call_args, **kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(fn, *args)
+  return seen
+
+
+def test_cross_attention_keys_values_are_projected_once_per_example():
+  _, params, _ = _setup("plain")
+  b, length, c, t = 4, INPUTS.shape[1], OPTIONS.shape[1], OPTIONS.shape[2]
+  seen = _dense_inputs(functools.partial(decoding.score_options, MODELS["plain"]), params,
+                       INPUTS, OPTIONS)
+  cross = {p: s for p, s in seen.items() if "encoder_decoder_attention" in p}
+  assert len(cross) == 4 * TINY.num_decoder_layers
+  for path, shapes in cross.items():
+    # key/value: one call on [B, S, D]; query/out: the [B * C, T, .] option rows.
+    want = (b, length, TINY.emb_dim) if path.endswith(("/key", "/value")) else (b * c, t, 16)
+    assert shapes == [want], (path, shapes)
+  encoder = {p: s for p, s in seen.items() if p.startswith("encoder/")}
+  assert encoder and all(s == [(b, length, 16)] or s == [(b, length, TINY.mlp_dim)]
+                         for s in encoder.values())
+
+
+def test_compiled_cost_drops_by_the_repeated_key_value_projections():
+  model, params, _ = _setup("plain")
+  b, length, c = 4, INPUTS.shape[1], OPTIONS.shape[1]
+  naive = jax.jit(repeated_encodings_scores, static_argnums=0)
+  np.testing.assert_allclose(naive(model, params, INPUTS, OPTIONS),
+                             score_options(model, params, INPUTS, OPTIONS), rtol=1e-6)
+
+  def flops(fn):
+    cost = jax.jit(fn, static_argnums=0).lower(model, params, INPUTS, OPTIONS).compile()
+    cost = cost.cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+  saved = flops(repeated_encodings_scores) - flops(decoding.score_options)
+  # Per decoder layer, key and value: 2 * rows * S * D * (N * K) flops on (C - 1) * B
+  # fewer rows; everything else is the same work.
+  nk = TINY.num_heads * TINY.head_dim
+  want = TINY.num_decoder_layers * 2 * 2 * (c - 1) * b * length * TINY.emb_dim * nk
+  assert saved == pytest.approx(want, rel=0.02)
 
 
 def test_predict_dispatches_to_greedy_beam_and_sampling():
@@ -461,6 +522,14 @@ def test_bad_arguments_raise_with_the_expected_value():
     decoding.greedy_decode(model, params, INPUTS[0], T)
   with pytest.raises(ValueError, match=r"\(3, 2, 4\); expected \[batch=4, options"):
     decoding.score_options(model, params, INPUTS, np.ones((3, 2, 4), np.int32))
+  encoded, mask = encode(model, params, INPUTS)  # [B=4, S, D]: 7 option rows do not split
+  decode = functools.partial(model.apply, {"params": params}, method="decode")
+  with pytest.raises(ValueError, match=r"decoder_input_tokens has 7 rows and encoded has 4; "
+                                       r"expected a multiple of 4"):
+    decode(encoded, mask, np.ones((7, 3), np.int32))
+  with pytest.raises(ValueError, match=r"encoder_mask has shape \(1, 7\); expected one row "
+                                       r"per row of encoded \(4, 7, 16\)"):
+    decode(encoded, mask[:1], np.ones((8, 3), np.int32))
   with pytest.raises(ValueError, match=r"expected an rng key"):
     decoding.predict(model, params, INPUTS, T, temperature=1.0)
   with pytest.raises(ValueError, match=r"one of beam search or sampling"):

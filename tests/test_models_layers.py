@@ -86,3 +86,54 @@ def test_gated_mlp_and_named_kernels():
   assert "wi" in single.init(jax.random.PRNGKey(0), x, deterministic=True)["params"]
   with pytest.raises(ValueError, match="expected one of"):
     layers.MlpBlock(3, ("swish_typo",)).init(jax.random.PRNGKey(0), x, deterministic=True)
+
+
+def _np_attention(q_in, kv_in, p, bias, num_heads):
+  """Plain numpy multi-head attention, one row at a time, no logit scaling."""
+  split = lambda x: x.reshape(x.shape[0], num_heads, -1)  # [S, N*K] -> [S, N, K]
+  rows = []
+  for x, y, b in zip(q_in, kv_in, bias):
+    q, k, v = (split(a @ p[n]) for a, n in ((x, "query"), (y, "key"), (y, "value")))
+    logits = np.einsum("tnk,snk->nts", q, k) + b
+    w = np.exp(logits - logits.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    rows.append(np.einsum("nts,snk->tnk", w, v).reshape(len(x), -1) @ p["out"])
+  return np.stack(rows)
+
+
+def test_grouped_queries_attend_to_their_own_key_value_row():
+  # [B * C = 6, T = 3, D = 4] queries in C = 3-row groups, [B = 2, S = 5, D] keys/values.
+  attn = layers.MultiHeadAttention(num_heads=2, head_dim=3)
+  rng = np.random.default_rng(0)
+  q_in = rng.normal(size=(6, 3, 4)).astype(np.float32)
+  kv_in = rng.normal(size=(2, 5, 4)).astype(np.float32)
+  p = {n: rng.normal(size=(4, 6) if n != "out" else (6, 4)).astype(np.float32)
+       for n in ("query", "key", "value", "out")}
+  key_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+  query_mask = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0]] * 2)
+  mask = layers.attention_mask(query_mask, np.repeat(key_mask, 3, 0))  # [6, 1, T, S]
+  bias = layers.mask_to_bias(mask, jnp.float32)
+  call = jax.jit(lambda p, q, kv, b: attn.apply({"params": {n: {"kernel": k} for n, k in
+                                                           p.items()}}, q, kv, b,
+                                                deterministic=True))
+  got = np.asarray(call(p, q_in, kv_in, bias))
+  want = _np_attention(q_in, np.repeat(kv_in, 3, 0), p, np.asarray(bias), 2)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # The same module on the repeated keys/values (the ungrouped path) agrees to rounding.
+  repeated = np.asarray(call(p, q_in, np.repeat(kv_in, 3, 0), bias))
+  np.testing.assert_allclose(got, repeated, rtol=1e-6, atol=1e-6)
+  # Row b * C + c reads row b: rows 0-2 and 3-4 read different keys/values.
+  assert np.abs(want[:3] - _np_attention(q_in[:3], np.repeat(kv_in[1:], 3, 0), p,
+                                         np.asarray(bias)[:3], 2)).max() > 0.1
+
+
+def test_grouped_queries_need_a_multiple_of_the_key_value_rows():
+  attn = layers.MultiHeadAttention(num_heads=1, head_dim=2)
+  q, kv = jnp.ones((5, 3, 2)), jnp.ones((2, 4, 2))
+  with pytest.raises(ValueError, match=r"inputs_q has 5 rows and inputs_kv has 2; "
+                                       r"expected a multiple of 2"):
+    attn.init(jax.random.PRNGKey(0), q, kv, None, deterministic=True)
+  with pytest.raises(ValueError, match=r"decode=True with 4 query rows and 2 key/value rows"):
+    attn.init(jax.random.PRNGKey(0), jnp.ones((4, 1, 2)), kv, None, deterministic=True,
+              decode=True)
+  assert layers.query_groups(6, 2) == 3 and layers.query_groups(4, 4) == 1

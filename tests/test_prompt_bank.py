@@ -131,6 +131,21 @@ def test_score_and_rank_classification_row_by_row(layout):
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_score_options_equal_score_on_the_expanded_batch_with_each_rows_id(layout):
+  # The decoder prompt of option row b * C + c is example b's; the encodings are shared.
+  bank_model, params, _, _ = _setup(layout)
+  options = np.stack([np.roll(_targets(), shift, axis=0) for shift in range(3)], axis=1)
+  got = np.asarray(jax.jit(scoring.score_options, static_argnums=0)(
+      bank_model, params, INPUTS, options, IDS))  # [B=5, C=3]
+  flat = options.reshape(-1, options.shape[-1])
+  want = score(bank_model, params, {
+      "encoder_input_tokens": np.repeat(INPUTS, 3, 0), "decoder_input_tokens":
+      _shift_right(flat), "decoder_target_tokens": flat, "prompt_ids": np.repeat(IDS, 3)})
+  np.testing.assert_allclose(got, np.asarray(want).reshape(5, 3), rtol=1e-6, atol=0)
+  assert np.ptp(got, axis=1).min() > 0.1  # the options differ within every example
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_greedy_and_beam_search_row_by_row(layout):
   bank_model, params, single, singles = _setup(layout)
   got = np.asarray(greedy(bank_model, params, INPUTS, T, 1, IDS))

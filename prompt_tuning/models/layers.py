@@ -120,6 +120,24 @@ def mask_to_bias(mask: Array, dtype) -> Array:
   return jnp.where(mask, 0.0, NEG_INF).astype(dtype)
 
 
+def query_groups(query_rows: int, kv_rows: int,
+                 names: Sequence[str] = ("inputs_q", "inputs_kv")) -> int:
+  """C, the query rows that share one key/value row: B * C queries, B keys/values.
+
+  Row b * C + c of the queries attends to row b of the keys and values (rank
+  classification: option c of example b reads example b's encodings). C = 1 is
+  ordinary attention.
+
+  Raises:
+    ValueError: `kv_rows` does not divide `query_rows`.
+  """
+  if kv_rows < 1 or query_rows % kv_rows:
+    raise ValueError(f"{names[0]} has {query_rows} rows and {names[1]} has {kv_rows}; "
+                     f"expected a multiple of {kv_rows} (C consecutive rows per "
+                     f"{names[1]} row, row b * C + c reads row b).")
+  return query_rows // kv_rows
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head dot-product attention without the 1/sqrt(K) logit scaling.
 
@@ -128,6 +146,13 @@ class MultiHeadAttention(nn.Module):
   ([B, T_max, N, K] in the "cache" collection) and T query positions are
   processed at the cache index: T = 1 per generated token, T = P to prefill a
   decoder prompt.
+
+  Grouped queries: [B * C, T, D] queries may attend to [B, S, D] keys/values,
+  row b * C + c to row b (see `query_groups`). The key and value projections
+  then run on the B rows only and the C query rows of a group share them, with
+  no repeated [B * C, S, N, K] copy; the result equals attention on the
+  repeated keys/values (up to float rounding). Rank classification uses it to project each example's
+  cross-attention keys/values once for all its C options.
   """
   num_heads: int
   head_dim: int
@@ -140,9 +165,10 @@ class MultiHeadAttention(nn.Module):
     """Attends [B, T, D] queries to [B, S, D] keys/values.
 
     Args:
-      inputs_q: [B, T, D] queries.
+      inputs_q: [B, T, D] queries, or [B * C, T, D] in C-row groups.
       inputs_kv: [B, S, D] keys and values.
-      bias: [B or 1, N or 1, T, S] additive bias (mask and relative positions).
+      bias: [B or 1, N or 1, T, S] additive bias (mask and relative positions);
+        [B * C or 1, N or 1, T, S] with grouped queries.
         In decode mode the full [.., T_max, T_max] bias; the T rows from the
         cache index on are sliced here and future keys are masked.
       deterministic: disables dropout.
@@ -150,8 +176,13 @@ class MultiHeadAttention(nn.Module):
         are written at the cache index and each attends to the keys up to its own.
 
     Returns:
-      [B, T, D] attention output.
+      [B, T, D] attention output ([B * C, T, D] with grouped queries).
     """
+    groups = query_groups(inputs_q.shape[0], inputs_kv.shape[0])
+    if groups > 1 and decode:
+      raise ValueError(f"decode=True with {inputs_q.shape[0]} query rows and "
+                       f"{inputs_kv.shape[0]} key/value rows; expected the same batch "
+                       "(the cache is per row; grouping is for cross-attention).")
     nk = self.num_heads * self.head_dim
     query_init = nn.initializers.variance_scaling(
         1.0 / self.head_dim, "fan_in", "truncated_normal")  # folded 1/sqrt(K)
@@ -194,15 +225,29 @@ class MultiHeadAttention(nn.Module):
         else:
           bias = step_bias
 
-    # [B, T, N, K] x [B, S, N, K] -> [B, N, T, S]; logits in float32.
-    logits = jnp.einsum("btnk,bsnk->bnts", q, k, preferred_element_type=jnp.float32)
+    if groups == 1:
+      # [B, T, N, K] x [B, S, N, K] -> [B, N, T, S]; logits in float32.
+      logits = jnp.einsum("btnk,bsnk->bnts", q, k, preferred_element_type=jnp.float32)
+    else:
+      # [B * C, T, N, K] -> [B, C, T, N, K] x [B, S, N, K] -> [B, C, N, T, S]
+      # -> [B * C, N, T, S]: the C rows of a group read the same keys.
+      grouped = q.reshape((-1, groups) + q.shape[1:])
+      logits = jnp.einsum("bctnk,bsnk->bcnts", grouped, k,
+                          preferred_element_type=jnp.float32)
+      logits = logits.reshape((-1,) + logits.shape[2:])
     if bias is not None:
       logits = logits + jnp.asarray(bias, jnp.float32)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
     # T5X drops whole attention maps broadcast over batch and heads.
     weights = nn.Dropout(self.dropout_rate, broadcast_dims=(0, 1))(
         weights, deterministic=deterministic)
-    out = jnp.einsum("bnts,bsnk->btnk", weights, v)  # [B, T, N, K]
+    if groups == 1:
+      out = jnp.einsum("bnts,bsnk->btnk", weights, v)  # [B, T, N, K]
+    else:
+      # [B * C, N, T, S] -> [B, C, N, T, S] x [B, S, N, K] -> [B * C, T, N, K]
+      grouped = weights.reshape((-1, groups) + weights.shape[1:])
+      out = jnp.einsum("bcnts,bsnk->bctnk", grouped, v)
+      out = out.reshape((-1,) + out.shape[2:])
     out = out.reshape(out.shape[:2] + (nk,))
     return dense(inputs_q.shape[-1], ("joined_kv", "embed"), "out", self.dtype)(out)
 

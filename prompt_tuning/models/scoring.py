@@ -1,8 +1,9 @@
 """Scoring for the T5 encoder-decoder: T5X `score_batch` and rank classification.
 
 `score` sums target-token log-probs per example (no length normalisation);
-`score_options` scores C candidate targets per example with one encoder pass;
-`rank_classify` takes their argmax. Pure and jittable. With prompt banks each
+`score_options` scores C candidate targets per example with one encoder pass
+and one cross-attention key/value projection per example; `rank_classify`
+takes their argmax. Pure and jittable. With prompt banks each
 takes `prompt_ids` [B] (in `score`, the batch's "prompt_ids" feature).
 
 Dimension letters: B batch, L encoder input length, S encoder output length,
@@ -60,8 +61,12 @@ def score_options(model: Transformer, params: Params, encoder_input_tokens: Arra
                   option_targets: Array, prompt_ids: Optional[Array] = None) -> Array:
   """Scores C candidate targets per example with one encoder pass per example.
 
-  Rank classification: the encodings are computed once and tiled over the
-  options; each option is scored as `score` would score it.
+  Rank classification: the encoder runs once per example, and so does each
+  decoder layer's cross-attention key/value projection: the decoder takes the
+  [B, S, D] encodings with [B * C, T] option rows (row b * C + c is option c
+  of example b) and the C rows share example b's keys/values. Each option's
+  score is what `score` gives it on the expanded batch or alone, up to float32
+  rounding (XLA's CPU kernels may sum in a batch-size dependent order).
 
   Args:
     model: the `Transformer`.
@@ -82,12 +87,11 @@ def score_options(model: Transformer, params: Params, encoder_input_tokens: Arra
                      f"[batch={batch}, options, length] or [options, length].")
   _, num_options, length = option_targets.shape
   encoded, encoder_mask = encode(model, params, encoder_input_tokens, prompt_ids)
-  # [B, S, D] -> [B * C, S, D]: row b * C + c is option c of example b.
-  encoded = jnp.repeat(encoded, num_options, axis=0)
-  encoder_mask = jnp.repeat(encoder_mask, num_options, axis=0)
+  # [B, C, T] -> [B * C, T]: row b * C + c is option c of example b. The
+  # encodings stay [B, S, D]; a decoder prompt bank needs each row's id.
+  targets = option_targets.reshape(batch * num_options, length)
   option_ids = (None if prompt_ids is None
                 else jnp.repeat(jnp.asarray(prompt_ids), num_options, axis=0))
-  targets = option_targets.reshape(batch * num_options, length)
   logits = model.apply({"params": params}, encoded, encoder_mask, _shift_right(targets),
                        targets, prompt_ids=option_ids, method="decode")
   scores = _sequence_log_probs(logits, targets, (targets > 0).astype(jnp.float32))

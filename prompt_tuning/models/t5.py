@@ -101,7 +101,11 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, y: Array, encoded: Array, self_bias: Array, cross_bias: Array,
                deterministic: bool, decode: bool) -> Array:
-    """[B, T, D] decoder states, [B, S, D] encodings -> [B, T, D]."""
+    """[B, T, D] decoder states, [B, S, D] encodings -> [B, T, D].
+
+    The encodings may be [B / C, S, D], shared by C consecutive rows (see
+    `layers.query_groups`); `cross_bias` is then per row, [B, 1, T, S].
+    """
     cfg, dt = self.config, self.config.activation_dtype
     z = layers.RMSNorm(dtype=dt, name="pre_self_attention_layer_norm")(y)
     z = _attention(cfg, "self_attention")(z, z, self_bias, deterministic=deterministic,
@@ -128,6 +132,11 @@ class Decoder(nn.Module):
   positions' outputs are dropped before the final norm: logits stay [B, T, V].
   In decode mode the prompt is written into the cache once (`prefill=True`)
   and each later step processes one token at cache index P + t.
+
+  Shared encodings: with [B, S, D] encodings and [B * C, T] decoder inputs,
+  row b * C + c reads example b's encodings (C options per example). Each
+  layer's cross-attention then projects keys/values once per example, not
+  once per row; the logits equal those of the encodings repeated C times.
   """
   config: T5Config
   shared_embedding: nn.Module
@@ -141,8 +150,10 @@ class Decoder(nn.Module):
     """Runs the decoder.
 
     Args:
-      encoded: [B, S, D] encoder output.
-      encoder_mask: [B, S] 1 for real encoder positions (prompt included).
+      encoded: [B, S, D] encoder output, or [B / C, S, D] shared by groups of
+        C consecutive decoder rows (see the class doc).
+      encoder_mask: [B, S] (or [B / C, S]) 1 for real encoder positions
+        (prompt included); one row per row of `encoded`.
       decoder_input_tokens: [B, T] shifted-right targets (0 = start / padding).
         [B, 0] with `prefill`.
       decoder_target_tokens: [B, T] targets; 0 marks padding. Defaults to all real.
@@ -152,8 +163,8 @@ class Decoder(nn.Module):
         prompt (decode mode only; the cache has P + T_max positions).
       prefill: decode mode only: write the decoder prompt's P positions into
         the (empty) cache; `decoder_input_tokens` must be [B, 0].
-      prompt_ids: [B] which prompt of a decoder-prompt bank each example uses
-        (teacher forcing and prefill; decode steps find it in the cache).
+      prompt_ids: [B] which prompt of a decoder-prompt bank each decoder row
+        uses (teacher forcing and prefill; decode steps find it in the cache).
 
     Returns:
       [B, T, V] float32 logits (none for the decoder prompt positions).
@@ -164,6 +175,11 @@ class Decoder(nn.Module):
       raise ValueError(f"prefill needs decode=True, max_decode_length and [B, 0] decoder "
                        f"inputs; got decode={decode}, max_decode_length={max_decode_length}, "
                        f"decoder_input_tokens of shape {decoder_input_tokens.shape}.")
+    groups = layers.query_groups(decoder_input_tokens.shape[0], encoded.shape[0],
+                                 ("decoder_input_tokens", "encoded"))
+    if groups > 1 and encoder_mask.shape[0] != encoded.shape[0]:
+      raise ValueError(f"encoder_mask has shape {encoder_mask.shape}; expected one row per "
+                       f"row of encoded {encoded.shape} when encodings are shared.")
     if decoder_target_tokens is None:
       decoder_target_tokens = jnp.ones_like(decoder_input_tokens)
     y = self.shared_embedding(decoder_input_tokens).astype(dt)
@@ -187,6 +203,9 @@ class Decoder(nn.Module):
       self_mask = layers.attention_mask(query_mask, query_mask) & layers.causal_mask(total)
       self_bias = (relpos(total, total, bidirectional=False)
                    + layers.mask_to_bias(self_mask, dt))
+    if groups > 1:
+      # [B / C, S] -> [B, S]: the mask is small; the encodings stay [B / C, S, D].
+      encoder_mask = jnp.repeat(encoder_mask, groups, axis=0)
     cross_bias = layers.mask_to_bias(layers.attention_mask(query_mask, encoder_mask), dt)
     for i in range(cfg.num_decoder_layers):
       y = DecoderLayer(cfg, name=f"layers_{i}")(y, encoded, self_bias, cross_bias,
@@ -278,7 +297,10 @@ class Transformer(nn.Module):
              decoder_target_tokens: Optional[Array] = None, enable_dropout: bool = False,
              decode: bool = False, max_decode_length: Optional[int] = None,
              prompt_ids: Optional[Array] = None) -> Array:
-    """See `Decoder.__call__`; returns [B, T, V] float32 logits."""
+    """See `Decoder.__call__`; returns [B, T, V] float32 logits.
+
+    `encoded` may hold [B / C, S, D] encodings shared by C consecutive rows.
+    """
     return self.decoder(encoded, encoder_mask, decoder_input_tokens,
                         decoder_target_tokens, deterministic=not enable_dropout,
                         decode=decode, max_decode_length=max_decode_length,
