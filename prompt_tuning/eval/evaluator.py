@@ -15,6 +15,7 @@ import numpy as np
 import seqio
 
 from prompt_tuning import tree
+from prompt_tuning.eval import ensemble
 from prompt_tuning.models import Transformer, decoding, scoring
 from prompt_tuning import losses
 from prompt_tuning.data import inputs
@@ -91,6 +92,14 @@ class Evaluator:
         prompt_ids=ids))
     self._score = jax.jit(lambda params, batch: scoring.score(model, params, batch))
     self._loss = losses.jit_eval_step(model, loss_cfg or losses.LossConfig())
+    # {task: {example index: [T] or [K, T] decoded ids}} of the last evaluation.
+    self.last_decodes: dict = {}
+
+  def _task_of(self, ds) -> Optional[str]:
+    for name, cached in self._seqio.cached_model_datasets.items():
+      if cached is ds:
+        return name
+    return None
 
   @property
   def has_tasks(self) -> bool:
@@ -105,6 +114,7 @@ class Evaluator:
                                          batch.get("prompt_ids")))
         # Fixed-length rows (seqio stacks them); vocabulary.decode stops at EOS.
         out += [(int(i), t) for i, t in zip(indices, tokens[:n])]
+      self.last_decodes[self._task_of(ds)] = dict(out)
       return out
     return predict
 
@@ -117,6 +127,90 @@ class Evaluator:
         out += [(int(i), float(s)) for i, s in zip(indices, scores[:n])]
       return out
     return score
+
+  def _metrics(self, step, predict_fn, score_fn) -> dict[str, float]:
+    metrics_future, _ = self._seqio.evaluate(compute_metrics=True, step=int(step),
+                                             predict_fn=predict_fn, score_fn=score_fn)
+    results = {}
+    for task, values in (metrics_future.result() or {}).items():
+      for name, value in values.items():
+        scalar = _scalar(value)
+        if scalar is not None:
+          results[f"{task}/{name}"] = scalar
+    return results
+
+  def _teacher_forced(self, trainable, frozen, prompt_id) -> dict[str, float]:
+    results = {}
+    for task in self.task_names:
+      sums: dict = {}
+      for _, batch, n in _batches(self._seqio.cached_model_datasets[task], self.batch_size,
+                                  prompt_id):
+        batch["decoder_loss_weights"][n:] = 0  # padded rows carry no weight
+        for k, v in self._loss(trainable, frozen, batch).items():
+          sums[k] = sums.get(k, 0.0) + float(v)
+      tokens = max(sums.get("num_tokens", 0.0), 1.0)
+      results[f"{task}/loss_per_token"] = sums.get("cross_entropy", math.nan) / tokens
+      results[f"{task}/token_accuracy"] = 100.0 * sums.get("accuracy", 0.0) / tokens
+    return results
+
+  def evaluate_ensemble(self, trainable: Params, frozen: Params, step: int) -> dict:
+    """Every prompt of the model's bank as an ensemble member, in one batched pass.
+
+    Each batch of examples is replicated once per member (row b * K + k is
+    example b with prompt k) and decoded and scored together; the members'
+    metrics come from their own rows, the ensemble's from the majority vote
+    of the decodes (generation metrics) and the mean of the scores (score
+    metrics, e.g. rank classification).
+
+    Returns:
+      {"members": [K results, as `evaluate` gives], "mean": {...}, "std": {...}
+      over the members, "ensemble": {...} (no teacher-forced loss)}.
+    """
+    k = self.model.num_prompts
+    params = tree.merge(trainable, frozen)
+    ids = np.tile(np.arange(k, dtype=np.int32), self.batch_size)
+    decoded, scored = {}, {}
+
+    def all_decodes(ds):  # [(index, [K, T])], once per dataset
+      if id(ds) not in decoded:
+        out = []
+        for indices, batch, n in _batches(ds, self.batch_size):
+          tokens = np.repeat(batch["encoder_input_tokens"], k, axis=0)
+          rows = np.asarray(self._decode(params, tokens, ids)).reshape(self.batch_size, k, -1)
+          out += list(zip((int(i) for i in indices), rows[:n]))
+        decoded[id(ds)] = out
+        self.last_decodes[self._task_of(ds)] = dict(out)
+      return decoded[id(ds)]
+
+    def all_scores(ds):  # [(index, [K])]
+      if id(ds) not in scored:
+        out = []
+        for indices, batch, n in _batches(ds, self.batch_size):
+          rows = {f: np.repeat(v, k, axis=0) for f, v in batch.items()}
+          rows["prompt_ids"] = ids
+          values = np.asarray(self._score(params, rows)).reshape(self.batch_size, k)
+          out += list(zip((int(i) for i in indices), values[:n]))
+        scored[id(ds)] = out
+      return scored[id(ds)]
+
+    def member(m):
+      return (lambda ds, model_feature_shapes=None: [(i, r[m]) for i, r in all_decodes(ds)],
+              lambda ds, model_feature_shapes=None: [(i, float(s[m])) for i, s in all_scores(ds)])
+
+    members = []
+    for m in range(k):
+      predict_fn, score_fn = member(m)
+      results = self._metrics(step, predict_fn, score_fn)
+      results.update(self._teacher_forced(trainable, frozen, m))
+      members.append(results)
+    vote = lambda ds, model_feature_shapes=None: [
+        (i, r) for (i, _), r in zip(all_decodes(ds), ensemble.majority_vote(
+            np.stack([r for _, r in all_decodes(ds)])))]
+    mean = lambda ds, model_feature_shapes=None: [
+        (i, float(s)) for (i, _), s in zip(all_scores(ds), ensemble.mean_score(
+            np.stack([s for _, s in all_scores(ds)])))]
+    return {"members": members, **ensemble.summarize(members),
+            "ensemble": self._metrics(step, vote, mean)}
 
   def evaluate(self, trainable: Params, frozen: Params, step: int,
                prompt_id: Optional[int] = None) -> dict[str, float]:
@@ -135,23 +229,72 @@ class Evaluator:
       raise ValueError(f"the model's prompt bank holds {self.model.num_prompts} prompts; "
                        "expected the prompt_id to evaluate.")
     params = tree.merge(trainable, frozen)
-    metrics_future, _ = self._seqio.evaluate(
-        compute_metrics=True, step=int(step), predict_fn=self._predict_fn(params, prompt_id),
-        score_fn=self._score_fn(params, prompt_id))
-    results = {}
-    for task, values in (metrics_future.result() or {}).items():
-      for name, value in values.items():
-        scalar = _scalar(value)
-        if scalar is not None:
-          results[f"{task}/{name}"] = scalar
-    for task in self.task_names:
-      sums: dict = {}
-      for _, batch, n in _batches(self._seqio.cached_model_datasets[task], self.batch_size,
-                                  prompt_id):
-        batch["decoder_loss_weights"][n:] = 0  # padded rows carry no weight
-        for k, v in self._loss(trainable, frozen, batch).items():
-          sums[k] = sums.get(k, 0.0) + float(v)
-      tokens = max(sums.get("num_tokens", 0.0), 1.0)
-      results[f"{task}/loss_per_token"] = sums.get("cross_entropy", math.nan) / tokens
-      results[f"{task}/token_accuracy"] = 100.0 * sums.get("accuracy", 0.0) / tokens
+    results = self._metrics(step, self._predict_fn(params, prompt_id),
+                            self._score_fn(params, prompt_id))
+    results.update(self._teacher_forced(trainable, frozen, prompt_id))
     return results
+
+
+  def prediction_rows(self, trainable: Params, frozen: Params,
+                      prompt_id: Optional[int] = None) -> list[dict]:
+    """Per-example records of the last `evaluate` / `evaluate_ensemble`.
+
+    Each: {"task", "index", "input", "target", "prediction", "score"} where
+    score is the model's log-likelihood of its own prediction (teacher forced;
+    for an ensemble, of the voted prediction, by each member; the mean). An
+    ensemble's record also has "members": each member's prediction.
+    """
+    params = tree.merge(trainable, frozen)
+    k = self.model.num_prompts
+    rows = []
+    for task, decodes in self.last_decodes.items():
+      if task is None or not decodes:
+        continue
+      vocab = seqio.get_mixture_or_task(task).output_features["targets"].vocabulary
+      examples = list(self._seqio.cached_task_datasets[task].as_numpy_iterator())
+      encoded = {int(i): f["encoder_input_tokens"] for i, f in
+                 self._seqio.cached_model_datasets[task].as_numpy_iterator()}
+      ensembled = next(iter(decodes.values())).ndim == 2
+      for start in range(0, len(examples), self.batch_size):
+        chunk = list(range(start, min(start + self.batch_size, len(examples))))
+        picked = {i: (ensemble.majority_vote(decodes[i][None])[0] if ensembled else decodes[i])
+                  for i in chunk}
+        enc = np.stack([encoded[i] for i in chunk]).astype(np.int32)
+        targets = _eos_padded([picked[i] for i in chunk], self.eos_id)
+        batch = {"encoder_input_tokens": enc, "decoder_target_tokens": targets,
+                 "decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0)))}
+        if k > 1:
+          ids = (np.tile(np.arange(k, dtype=np.int32), len(chunk)) if ensembled
+                 else np.full(len(chunk), prompt_id, np.int32))
+          reps = k if ensembled else 1
+          batch = {f: np.repeat(v, reps, axis=0) for f, v in batch.items()}
+          batch["prompt_ids"] = ids
+        scores = np.asarray(self._score(params, batch))
+        scores = scores.reshape(len(chunk), -1).mean(axis=1)
+        for j, i in enumerate(chunk):
+          ex = examples[i]
+          row = {"task": task, "index": i, "input": _text(ex.get("inputs_pretokenized")),
+                 "target": _text(ex.get("targets_pretokenized")),
+                 "prediction": vocab.decode([int(t) for t in picked[i]]),
+                 "score": float(scores[j])}
+          if ensembled:
+            row["members"] = [vocab.decode([int(t) for t in r]) for r in decodes[i]]
+          rows.append(row)
+    return rows
+
+
+def _text(value) -> Optional[str]:
+  if value is None:
+    return None
+  return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _eos_padded(decodes, eos_id: int) -> np.ndarray:
+  """Decoded rows as targets: up to and including EOS, then 0."""
+  out = np.zeros((len(decodes), len(decodes[0])), np.int32)
+  for i, row in enumerate(decodes):
+    row = np.asarray(row)
+    ends = np.flatnonzero(row == eos_id)
+    keep = ends[0] + 1 if len(ends) else len(row)
+    out[i, :keep] = row[:keep]
+  return out

@@ -1,20 +1,25 @@
-"""Evaluate a saved prompt without training: what `prompt-tuning eval` runs.
+"""Evaluate saved prompts without training: what `prompt-tuning eval` runs.
 
 `evaluate_prompt(...)` (configs/runs/prompt_eval.gin) takes the run's own
 settings plus where the prompt is: a run's MODEL_DIR with EVAL_CHECKPOINT
-("best", "latest" or a step), or EVAL_PROMPT_FILE (one `.npy`, or a directory
-of them such as google-research/prompt-tuning's numpy checkpoints). The
-prompts' lengths (and whether there is a decoder prompt) are read off the
-saved arrays; a saved bank is evaluated one member at a time (EVAL_PROMPT_INDEX).
+("best", "latest" or a step), or EVAL_PROMPT_FILE (a `.npy`, a directory of
+prompt files such as google-research/prompt-tuning's numpy checkpoints, a PEFT
+adapter, another run). The prompts' lengths (and whether there is a decoder
+prompt) are read off the saved arrays; a saved bank is evaluated one member at
+a time (EVAL_PROMPT_INDEX). EVAL_PROMPT_FILES, a list of N such sources, is a
+prompt ensemble (the paper's section 6): the N prompts are evaluated in one
+batched pass through a bank, each member's metrics reported with their mean,
+standard deviation and the ensemble's (majority vote / mean log-likelihood).
+Per-example predictions go to `<name>_predictions.jsonl` beside the metrics.
 """
 import json
 import os
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax.numpy as jnp
 
 from prompt_tuning import tree
-from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
+from prompt_tuning.checkpoints import bank as bank_lib, frozen as frozen_lib, run_dir
 from prompt_tuning.data import inputs
 from prompt_tuning.eval.evaluator import Evaluator
 from prompt_tuning.models import Transformer
@@ -28,6 +33,16 @@ def write_json(path: str, payload: Mapping) -> None:
   with open(tmp, "w") as f:
     json.dump(payload, f, indent=1, sort_keys=True)
   os.replace(tmp, path)
+
+
+def write_jsonl(path: str, rows) -> str:
+  """Writes one JSON object per line, atomically."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)
+  return path
 
 
 def read_prompts(model_dir: Optional[str] = None, checkpoint: Union[str, int] = "best",
@@ -58,7 +73,8 @@ def read_prompts(model_dir: Optional[str] = None, checkpoint: Union[str, int] = 
 def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
                     initial_checkpoint_path: str, model_dir: Optional[str] = None,
                     checkpoint: Union[str, int] = "best", prompt_file: Optional[str] = None,
-                    prompt_index: Optional[int] = None, model_config=None,
+                    prompt_index: Optional[int] = None,
+                    prompt_files: Optional[Sequence[str]] = None, model_config=None,
                     prompt_combine: str = "prefix", batch_size: int = 32,
                     split: str = "validation", num_examples: Optional[int] = None,
                     frozen_params_dtype: str = "float32", output_dir: Optional[str] = None,
@@ -73,6 +89,8 @@ def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[
       `read_prompts`.
     prompt_index: which prompt of a saved [K, P, D] bank to evaluate
       (EVAL_PROMPT_INDEX); required for a bank, unused otherwise.
+    prompt_files: EVAL_PROMPT_FILES, N prompt sources evaluated as an ensemble
+      in one batched pass (see module doc); takes precedence over the others.
     batch_size: examples per decode call.
     split: the split to evaluate ("validation", "test", ...).
     num_examples: the first N examples only.
@@ -80,11 +98,19 @@ def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[
       (default MODEL_DIR/eval, or next to the prompt file).
 
   Returns:
-    {"<task>/<metric>": value, ...}; also written as JSON to `output_dir`.
+    {"<task>/<metric>": value, ...} (for an ensemble: {"members": [...], "mean",
+    "std", "ensemble"}); also written as JSON to `output_dir`, the per-example
+    predictions beside it.
   """
   if register_tasks is not None:
     register_tasks()
   inputs.get_task(mixture_or_task_name)
+  if prompt_files:
+    return _evaluate_ensemble(prompt_files, mixture_or_task_name, task_feature_lengths,
+                              initial_checkpoint_path, checkpoint, model_config, prompt_combine,
+                              batch_size, split, num_examples, frozen_params_dtype,
+                              output_dir or (os.path.join(model_dir, run_dir.EVAL_DIR)
+                                             if model_dir else "."))
   flat, source = read_prompts(model_dir, checkpoint, prompt_file)
   specs = export.prompt_specs(flat, prompt_combine, where=source)
   if not specs:
@@ -124,4 +150,33 @@ def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[
   results = evaluator.evaluate(trainable, frozen, step=0, prompt_id=prompt_index)
   write_json(os.path.join(output_dir, f"{name}.json"),
              {"source": source, "split": split, "metrics": results})
+  write_jsonl(os.path.join(output_dir, f"{name}_predictions.jsonl"),
+              evaluator.prediction_rows(trainable, frozen, prompt_index))
+  return results
+
+
+def _evaluate_ensemble(sources, mixture_or_task_name, task_feature_lengths,
+                       initial_checkpoint_path, checkpoint, model_config, prompt_combine,
+                       batch_size, split, num_examples, frozen_params_dtype, output_dir) -> dict:
+  """N saved prompts as one bank, evaluated together (see `Evaluator.evaluate_ensemble`)."""
+  if isinstance(sources, str):
+    sources = [sources]
+  config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
+                                          dropout_rate=0.0)
+  bank = bank_lib.load_bank(list(sources), checkpoint, d_model=config.emb_dim)
+  encoder, decoder = bank.specs(prompt_combine)
+  model = Transformer(config, encoder_prompt=encoder, decoder_prompt=decoder)
+  trainable = tree.unflatten({k: jnp.asarray(v, jnp.float32) for k, v in bank.params().items()})
+  frozen = frozen_lib.cast_frozen(frozen, frozen_params_dtype)
+  name = f"eval_{split}_ensemble_of_{len(bank)}"
+  os.makedirs(output_dir, exist_ok=True)
+  evaluator = Evaluator(model, mixture_or_task_name, task_feature_lengths, batch_size,
+                        split=split, num_examples=num_examples)
+  if not evaluator.has_tasks:
+    raise ValueError(f"{mixture_or_task_name} has no {split!r} split with metric functions.")
+  results = evaluator.evaluate_ensemble(trainable, frozen, step=0)
+  results["names"], results["sources"] = bank.names, bank.sources
+  write_json(os.path.join(output_dir, f"{name}.json"), {"split": split, **results})
+  write_jsonl(os.path.join(output_dir, f"{name}_predictions.jsonl"),
+              evaluator.prediction_rows(trainable, frozen))
   return results
