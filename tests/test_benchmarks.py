@@ -45,3 +45,14 @@ def test_rank_classification_methods_agree_and_fill_the_table():
     assert flops["shared"] < flops["repeated"] < flops["per_option"]
   lines = bench.table(result).splitlines()
   assert len(lines) == 4 and lines[2].startswith("| 2 |") and lines[3].startswith("| 3 |")
+
+
+def test_mixed_task_batches_give_the_per_task_predictions_in_fewer_calls():
+  bench = _load("mixed_tasks")
+  args = bench._flags(["--size=tiny", "--tasks=1,4", "--per_task=5", "--batch=8",  # pylint: disable=protected-access
+                       "--inputs=8", "--targets=2", "--prompt_length=2", "--repeats=1"])
+  result = bench.run(args)
+  assert [r["tasks"] for r in result["rows"]] == [1, 4]
+  for row in result["rows"]:
+    assert row["same_predictions"]
+  assert [(r["calls_mixed"], r["calls_one_by_one"]) for r in result["rows"]] == [(1, 1), (3, 4)]

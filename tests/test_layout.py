@@ -15,7 +15,7 @@ LAYERS = [
     {"models"},
     {"checkpoints", "data"},
     {"losses"},
-    {"eval"},
+    {"eval", "infer"},
     {"train"},
     {"demo", "testing", "cli"},
 ]

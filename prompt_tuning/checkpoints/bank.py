@@ -20,8 +20,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from prompt_tuning.checkpoints import run_dir
-from prompt_tuning.prompts import spec as spec_lib
-from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH
+from prompt_tuning.prompts import export, peft, spec as spec_lib
+from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH, PROMPT_PATHS
 
 
 @dataclasses.dataclass
@@ -58,12 +58,11 @@ class PromptBank:
     return enc, dec
 
   def params(self) -> dict:
-    """{path: [K, P, D]} to merge with the frozen params."""
+    """{path: [K, P, D]} to merge with the frozen params ([P, D] when K = 1, as `specs`)."""
     out = {}
-    if self.encoder is not None:
-      out[PROMPT_PATH] = self.encoder
-    if self.decoder is not None:
-      out[DECODER_PROMPT_PATH] = self.decoder
+    for path, value in ((PROMPT_PATH, self.encoder), (DECODER_PROMPT_PATH, self.decoder)):
+      if value is not None:
+        out[path] = value[0] if len(self) == 1 else value
     return out
 
 
@@ -84,7 +83,7 @@ def _entries(source: Union[str, Sequence[str]]) -> list[tuple[str, str]]:
     return [(name, path if os.path.isabs(path) else os.path.join(root, path))
             for name, path in manifest.items()]
   if isinstance(source, str):
-    if not os.path.isdir(source) or run_dir.is_run_dir(source):
+    if not os.path.isdir(source) or _is_one_prompt(source):
       return [(_name(source), source)]
     entries = sorted(os.listdir(source))
     if not entries:
@@ -95,6 +94,13 @@ def _entries(source: Union[str, Sequence[str]]) -> list[tuple[str, str]]:
     name, _, path = item.partition("=") if "=" in item else (_name(item), "", item)
     out.append((name, path))
   return out
+
+
+def _is_one_prompt(directory: str) -> bool:
+  """A run, a PEFT adapter or a directory of prompt files, rather than a bank directory."""
+  if run_dir.is_run_dir(directory) or peft.is_adapter_dir(directory):
+    return True
+  return any(export.param_path(name) in PROMPT_PATHS for name in os.listdir(directory))
 
 
 def _name(path: str) -> str:

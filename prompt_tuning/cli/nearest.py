@@ -44,21 +44,6 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
-def _vocabulary(path: Optional[str], checkpoint: str, extra_ids: Optional[int]):
-  path = path or checkpoint
-  if not path or "://" in path and not path.endswith(".model"):
-    raise ValueError(f"--vocabulary is required for the frozen model {checkpoint!r}: expected "
-                     "its SentencePiece .model (or an HF dir holding spiece.model).")
-  try:
-    model_file = vocab_lib.resolve_vocabulary_path(path)
-  except FileNotFoundError as e:
-    raise ValueError(f"--vocabulary: {e}") from e
-  vocab = vocab_lib.get_vocabulary(model_file, extra_ids=0)
-  if extra_ids is None:  # T5's and mT5's published vocabularies carry 100 sentinels
-    extra_ids = vocab_lib.DEFAULT_EXTRA_IDS if vocab.vocab_size in (32000, 250000) else 0
-  return vocab_lib.get_vocabulary(model_file, extra_ids=extra_ids)
-
-
 def nearest(*, model_dir: Optional[str] = None, prompt_file: Optional[str] = None,
             checkpoint="best", initial_checkpoint_path: Optional[str] = None,
             vocabulary: Optional[str] = None, extra_ids: Optional[int] = None,
@@ -72,7 +57,7 @@ def nearest(*, model_dir: Optional[str] = None, prompt_file: Optional[str] = Non
                      "model whose embedding table the prompt is read against.")
   _, frozen = frozen_lib.load_frozen(initial_checkpoint_path)
   table = frozen_lib.embedding_table(frozen)
-  vocab = _vocabulary(vocabulary, initial_checkpoint_path, extra_ids)
+  vocab = vocab_lib.checkpoint_vocabulary(vocabulary, initial_checkpoint_path, extra_ids)
 
   def decode(i: int) -> str:
     return vocab.decode([i]) if i < vocab.vocab_size else f"<row {i}: no token>"

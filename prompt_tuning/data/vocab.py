@@ -9,7 +9,7 @@ unk 2, no bos.
 small model from text for tests and the offline demo.
 """
 import os
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import seqio
 
@@ -121,3 +121,31 @@ def train_sentencepiece(texts: Iterable[str], model_prefix: str, vocab_size: int
       num_threads=1, shuffle_input_sentence=False, input_sentence_size=0,
       minloglevel=2)
   return f"{model_prefix}.model"
+
+
+def checkpoint_vocabulary(path: str, checkpoint: str = "",
+                          extra_ids: Optional[int] = None) -> seqio.SentencePieceVocabulary:
+  """The vocabulary of a frozen model: `path`, else the `spiece.model` of its HF dir.
+
+  Args:
+    path: a SentencePiece `.model` or a directory holding `spiece.model`; empty
+      takes `checkpoint` (a Hugging Face T5 directory).
+    checkpoint: the frozen model's path, for the default and for messages.
+    extra_ids: sentinel ids after the pieces; None: 100 for T5's and mT5's
+      published vocabularies (32000 and 250000 pieces), else 0.
+
+  Raises:
+    ValueError: no vocabulary can be found (what to pass is named).
+  """
+  path = path or checkpoint
+  if not path or ("://" in path and not path.endswith(".model")):
+    raise ValueError(f"a vocabulary is needed for the frozen model {checkpoint!r}: pass its "
+                     "SentencePiece .model (or an HF dir holding spiece.model).")
+  try:
+    model_file = resolve_vocabulary_path(path)
+  except FileNotFoundError as e:
+    raise ValueError(f"vocabulary: {e}") from e
+  if extra_ids is None:
+    pieces = seqio.SentencePieceVocabulary(model_file, extra_ids=0).vocab_size
+    extra_ids = DEFAULT_EXTRA_IDS if pieces in (32000, 250000) else 0
+  return seqio.SentencePieceVocabulary(model_file, extra_ids=extra_ids)

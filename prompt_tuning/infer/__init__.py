@@ -1,0 +1,1 @@
+"""Inference: frozen model + prompt(s) + inputs -> predictions (`prompt-tuning infer`)."""
