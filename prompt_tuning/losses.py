@@ -52,8 +52,32 @@ class LossConfig:
       raise ValueError(f"label_smoothing={self.label_smoothing}; expected [0, 1).")
 
 
-def cross_entropy(logits: Array, targets: Array, weights: Array,
-                  cfg: LossConfig) -> tuple[Array, dict]:
+def normalized_weights(weights: Array, cfg: LossConfig) -> Array:
+  """[B, T] loss weights divided by the batch's loss normalizing factor.
+
+  The loss is sum(token_loss * normalized_weights). The factor is the whole
+  batch's (its real tokens, B * T, or B for per-sequence averages), so a
+  microbatch that takes its rows of these weights contributes exactly its
+  share of the batch's loss and gradient.
+  """
+  weights = weights.astype(jnp.float32)
+  lnf = cfg.loss_normalizing_factor
+  if lnf == "AVERAGE_PER_SEQUENCE":
+    per_seq = jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1.0)
+    return weights / per_seq / weights.shape[0]
+  if lnf is None:
+    denom = 1.0
+  elif lnf == "NUM_REAL_TARGET_TOKENS":
+    denom = jnp.maximum(jnp.sum(weights), 1.0)
+  elif lnf == "NUM_TOTAL_TARGET_TOKENS":
+    denom = float(weights.size)
+  else:
+    denom = float(lnf)
+  return weights / denom
+
+
+def cross_entropy(logits: Array, targets: Array, weights: Array, cfg: LossConfig,
+                  norm_weights: Optional[Array] = None) -> tuple[Array, dict]:
   """T5X's weighted token cross-entropy with z-loss and label smoothing.
 
   Args:
@@ -61,6 +85,8 @@ def cross_entropy(logits: Array, targets: Array, weights: Array,
     targets: [B, T] target ids.
     weights: [B, T] loss weights; 0 at padding.
     cfg: loss settings.
+    norm_weights: [B, T] `normalized_weights` of a larger batch these rows
+      belong to (microbatching); None normalizes over these rows.
 
   Returns:
     The scalar loss that is optimized and metrics: `z_loss` (its z part,
@@ -82,20 +108,8 @@ def cross_entropy(logits: Array, targets: Array, weights: Array,
   else:
     token_loss = -target_lp
   token_z = cfg.z_loss * jnp.square(log_z)
-  lnf = cfg.loss_normalizing_factor
-  if lnf == "AVERAGE_PER_SEQUENCE":
-    per_seq = jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1.0)
-    norm_weights = weights / per_seq / weights.shape[0]
-  else:
-    if lnf is None:
-      denom = 1.0
-    elif lnf == "NUM_REAL_TARGET_TOKENS":
-      denom = jnp.maximum(jnp.sum(weights), 1.0)
-    elif lnf == "NUM_TOTAL_TARGET_TOKENS":
-      denom = float(targets.size)
-    else:
-      denom = float(lnf)
-    norm_weights = weights / denom
+  if norm_weights is None:
+    norm_weights = normalized_weights(weights, cfg)
   z_loss = jnp.sum(token_z * norm_weights)
   loss = jnp.sum(token_loss * norm_weights) + z_loss
   correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
@@ -107,7 +121,8 @@ def cross_entropy(logits: Array, targets: Array, weights: Array,
 
 
 def loss_fn(trainable: Params, frozen: Params, batch: Batch, rng: Optional[Array], *,
-            model, loss_cfg: LossConfig) -> tuple[Array, dict]:
+            model, loss_cfg: LossConfig,
+            norm_weights: Optional[Array] = None) -> tuple[Array, dict]:
   """Loss of the merged params on one batch; dropout on iff `rng` is given.
 
   Args:
@@ -119,6 +134,7 @@ def loss_fn(trainable: Params, frozen: Params, batch: Batch, rng: Optional[Array
       `prompt_ids` [B], each example's prompt (a prompt no example uses gets
       a zero gradient).
     rng: dropout key, or None for deterministic evaluation.
+    norm_weights: see `cross_entropy` (microbatches of a larger batch).
   """
   params = tree.merge(trainable, frozen)
   rngs = {"dropout": rng} if rng is not None else None
@@ -127,7 +143,7 @@ def loss_fn(trainable: Params, frozen: Params, batch: Batch, rng: Optional[Array
                        enable_dropout=rng is not None, prompt_ids=batch.get("prompt_ids"),
                        rngs=rngs)
   return cross_entropy(logits, batch["decoder_target_tokens"],
-                       batch["decoder_loss_weights"], loss_cfg)
+                       batch["decoder_loss_weights"], loss_cfg, norm_weights)
 
 
 def eval_step(trainable: Params, frozen: Params, batch: Batch, *, model,

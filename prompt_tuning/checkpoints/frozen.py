@@ -15,7 +15,7 @@ import numpy as np
 from prompt_tuning import tree
 from prompt_tuning.checkpoints import load
 from prompt_tuning.checkpoints.validation import DTYPES
-from prompt_tuning.models import T5Config
+from prompt_tuning.models import T5Config, scan
 from prompt_tuning.prompts import spec as spec_lib
 from prompt_tuning.prompts.spec import PROMPT_PATHS, PromptSpec
 
@@ -66,7 +66,10 @@ def load_frozen(initial_checkpoint_path: str, model_config: Optional[T5Config] =
     dropout_rate: DROPOUT_RATE.
 
   Returns:
-    (config, frozen params: float32 numpy, without any stored prompt).
+    (config, frozen params: float32 numpy, without any stored prompt). The
+    config keeps `model_config`'s activation dtype, remat policy and
+    scan_layers; the params are in its layout (stacked layers with scan_layers,
+    see `prompt_tuning.models.scan`).
   """
   path = check_checkpoint_path(initial_checkpoint_path)
   config, params = load(path, config=model_config, dtype="float32")
@@ -77,8 +80,9 @@ def load_frozen(initial_checkpoint_path: str, model_config: Optional[T5Config] =
     del flat[prompt_path]
   config = config.replace(dropout_rate=float(dropout_rate))
   if model_config is not None:
-    config = config.replace(dtype=model_config.dtype)
-  return config, tree.unflatten(flat)
+    config = config.replace(dtype=model_config.dtype, remat_policy=model_config.remat_policy,
+                            scan_layers=model_config.scan_layers)
+  return config, scan.to_layout(tree.unflatten(flat), config)
 
 
 def embedding_table(frozen: Mapping) -> np.ndarray:

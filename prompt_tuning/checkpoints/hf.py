@@ -16,7 +16,7 @@ import numpy as np
 
 from prompt_tuning import tree
 from prompt_tuning.checkpoints import validation
-from prompt_tuning.models import T5Config
+from prompt_tuning.models import T5Config, scan
 from prompt_tuning.prompts.spec import PROMPT_PATHS
 
 CONFIG_FILE = "config.json"
@@ -337,7 +337,8 @@ def save_hf(config: T5Config, params: dict, directory: str, overwrite: bool = Fa
 
   Args:
     config: the model config of `params`.
-    params: nested params with T5X names.
+    params: nested params with T5X names (a `scan_layers` model's stacked
+      layers are written layer by layer).
     directory: created if needed.
     overwrite: replace existing `config.json` / `model.safetensors`.
     drop_prompt: leave out the soft prompts (encoder and decoder; HF T5 has no
@@ -355,6 +356,7 @@ def save_hf(config: T5Config, params: dict, directory: str, overwrite: bool = Fa
     for prompt_path in prompts:
       flat.pop(prompt_path)
     params = tree.unflatten(flat)
+  params = scan.unstack_layers(params, config) if scan.is_stacked(params) else params
   validation.validate_params(config, params, "params to save")
   existing = [f for f in (CONFIG_FILE, SAFETENSORS_FILE)
               if os.path.exists(os.path.join(directory, f))]

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from prompt_tuning.models.layers import NEG_INF
-from prompt_tuning.models.t5 import Transformer, encode, init_cache
+from prompt_tuning.models.t5 import Transformer, cache_batch_axis, encode, init_cache
 # Scoring lives in its own module; re-exported here for one import path.
 from prompt_tuning.models.scoring import rank_classify, score, score_options  # noqa: F401
 
@@ -269,15 +269,17 @@ def _gather(x: Array, indices: Array) -> Array:
   return jax.vmap(lambda row, idx: row[idx])(x, indices)
 
 
-def _gather_cache(cache: Params, beams: Array) -> Params:
-  """Reorders the [B * K, ...] cache entries by [B, K] source-beam indices."""
+def _gather_cache(cache: Params, beams: Array, batch_axis: int = 0) -> Params:
+  """Reorders the cache's B * K rows (on `batch_axis`) by [B, K] source-beam indices."""
   batch, num_beams = beams.shape
 
   def gather(x):
-    if x.ndim == 0:  # cache_index: shared by all beams
+    if x.ndim <= batch_axis:  # cache_index ([] or [L]): shared by all beams
       return x
+    x = jnp.moveaxis(x, batch_axis, 0)
     x = x.reshape((batch, num_beams) + x.shape[1:])
-    return _gather(x, beams).reshape((batch * num_beams,) + x.shape[2:])
+    x = _gather(x, beams).reshape((batch * num_beams,) + x.shape[2:])
+    return jnp.moveaxis(x, 0, batch_axis)
 
   return jax.tree_util.tree_map(gather, cache)
 
@@ -367,7 +369,7 @@ def beam_search(model: Transformer, params: Params, encoder_input_tokens: Array,
     # Live: the K best candidates that did not end.
     live_log_probs, keep = jax.lax.top_k(jnp.where(ended, NEG_INF, top_log_probs), k)
     live_seqs = _gather(seqs, keep)
-    cache = _gather_cache(cache, _gather(source, keep))
+    cache = _gather_cache(cache, _gather(source, keep), cache_batch_axis(model))
 
     # Finished: EOS candidates, and at the last step every candidate.
     done = ended | (s.step + 1 == length)

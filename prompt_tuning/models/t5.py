@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning.models import layers
+from prompt_tuning.models import layers, scan
 from prompt_tuning.models.config import T5Config
 from prompt_tuning.prompts import prompt as prompt_lib
 from prompt_tuning.prompts.spec import DECODER, ENCODER, PromptSpec
@@ -42,20 +42,59 @@ def _relpos(cfg: T5Config) -> layers.RelativePositionBiases:
 
 
 class EncoderLayer(nn.Module):
+  """Self-attention and MLP, each pre-normed, dropped out and added back."""
   config: T5Config
+  deterministic: bool = True
+  scanned: bool = False  # return (x, None), the carry and output nn.scan expects
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, bias: Array):
     """[B, L, D] with [B, N, L, L] bias -> [B, L, D]."""
-    cfg, dt = self.config, self.config.activation_dtype
+    cfg, dt, det = self.config, self.config.activation_dtype, self.deterministic
     y = layers.RMSNorm(dtype=dt, name="pre_attention_layer_norm")(x)
-    y = _attention(cfg, "attention")(y, y, bias, deterministic=deterministic)
-    x = x + _dropout(cfg)(y, deterministic=deterministic)
+    y = _attention(cfg, "attention")(y, y, bias, deterministic=det)
+    x = x + _dropout(cfg)(y, deterministic=det)
     y = layers.RMSNorm(dtype=dt, name="pre_mlp_layer_norm")(x)
     y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, dt,
-                        name="mlp")(y, deterministic=deterministic)
-    x = x + _dropout(cfg)(y, deterministic=deterministic)
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+                        name="mlp")(y, deterministic=det)
+    x = x + _dropout(cfg)(y, deterministic=det)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return (x, None) if self.scanned else x
+
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing inside the layer
+    "minimal": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+}
+
+
+def _layer_stack(layer_cls, num_layers: int, cfg: T5Config, x: Array, *shared: Array,
+                 **attrs) -> Array:
+  """Applies `num_layers` layers of `layer_cls` to `x`; `shared` goes to every layer.
+
+  Called inside a compact method, so the layers are children of the stack:
+  `layers_0`, `layers_1`, ... or, with `cfg.scan_layers`, one scanned `layers`
+  whose params are stacked on `scan.SCAN_AXIS` (and whose decode cache, if
+  any, is stacked on axis 0). `cfg.remat_policy` wraps each layer in
+  `nn.remat`.
+  """
+  if cfg.remat_policy != "none":
+    # Under scan the loop already keeps XLA from merging recomputations.
+    layer_cls = nn.remat(layer_cls, prevent_cse=not cfg.scan_layers,
+                         policy=_REMAT_POLICIES[cfg.remat_policy])
+  if not cfg.scan_layers:
+    for i in range(num_layers):
+      x = layer_cls(cfg, name=f"layers_{i}", **attrs)(x, *shared)
+    return x
+  if num_layers == 0:
+    return x
+  scanned = nn.scan(layer_cls, variable_axes={"params": scan.SCAN_AXIS, "cache": 0},
+                    split_rngs={"params": True, "dropout": True},
+                    in_axes=(nn.broadcast,) * len(shared), length=num_layers,
+                    metadata_params={nn.PARTITION_NAME: scan.SCAN_AXIS_NAME})
+  x, _ = scanned(cfg, name="layers", scanned=True, **attrs)(x, *shared)
+  return x
 
 
 class Encoder(nn.Module):
@@ -89,37 +128,41 @@ class Encoder(nn.Module):
     # [1, N, L, L] relative bias + [B, 1, L, L] padding mask, built once per stack.
     bias = (_relpos(cfg)(length, length, bidirectional=True)
             + layers.mask_to_bias(layers.attention_mask(mask, mask), cfg.activation_dtype))
-    for i in range(cfg.num_encoder_layers):
-      x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic)
+    x = _layer_stack(EncoderLayer, cfg.num_encoder_layers, cfg, x, bias,
+                     deterministic=deterministic)
     x = layers.RMSNorm(dtype=cfg.activation_dtype, name="encoder_norm")(x)
     return _dropout(cfg)(x, deterministic=deterministic), mask
 
 
 class DecoderLayer(nn.Module):
+  """Causal self-attention, cross-attention and MLP, each pre-normed and added back."""
   config: T5Config
+  deterministic: bool = True
+  decode: bool = False
+  scanned: bool = False  # return (y, None), the carry and output nn.scan expects
 
   @nn.compact
-  def __call__(self, y: Array, encoded: Array, self_bias: Array, cross_bias: Array,
-               deterministic: bool, decode: bool) -> Array:
+  def __call__(self, y: Array, encoded: Array, self_bias: Array, cross_bias: Array):
     """[B, T, D] decoder states, [B, S, D] encodings -> [B, T, D].
 
     The encodings may be [B / C, S, D], shared by C consecutive rows (see
     `layers.query_groups`); `cross_bias` is then per row, [B, 1, T, S].
     """
-    cfg, dt = self.config, self.config.activation_dtype
+    cfg, dt, det = self.config, self.config.activation_dtype, self.deterministic
     z = layers.RMSNorm(dtype=dt, name="pre_self_attention_layer_norm")(y)
-    z = _attention(cfg, "self_attention")(z, z, self_bias, deterministic=deterministic,
-                                          decode=decode)
-    y = y + _dropout(cfg)(z, deterministic=deterministic)
+    z = _attention(cfg, "self_attention")(z, z, self_bias, deterministic=det,
+                                          decode=self.decode)
+    y = y + _dropout(cfg)(z, deterministic=det)
     z = layers.RMSNorm(dtype=dt, name="pre_cross_attention_layer_norm")(y)
     z = _attention(cfg, "encoder_decoder_attention")(z, encoded, cross_bias,
-                                                     deterministic=deterministic)
-    y = y + _dropout(cfg)(z, deterministic=deterministic)
+                                                     deterministic=det)
+    y = y + _dropout(cfg)(z, deterministic=det)
     z = layers.RMSNorm(dtype=dt, name="pre_mlp_layer_norm")(y)
     z = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, dt,
-                        name="mlp")(z, deterministic=deterministic)
-    y = y + _dropout(cfg)(z, deterministic=deterministic)
-    return nn.with_logical_constraint(y, ("batch", "length", "embed"))
+                        name="mlp")(z, deterministic=det)
+    y = y + _dropout(cfg)(z, deterministic=det)
+    y = nn.with_logical_constraint(y, ("batch", "length", "embed"))
+    return (y, None) if self.scanned else y
 
 
 class Decoder(nn.Module):
@@ -207,9 +250,8 @@ class Decoder(nn.Module):
       # [B / C, S] -> [B, S]: the mask is small; the encodings stay [B / C, S, D].
       encoder_mask = jnp.repeat(encoder_mask, groups, axis=0)
     cross_bias = layers.mask_to_bias(layers.attention_mask(query_mask, encoder_mask), dt)
-    for i in range(cfg.num_decoder_layers):
-      y = DecoderLayer(cfg, name=f"layers_{i}")(y, encoded, self_bias, cross_bias,
-                                               deterministic, decode)
+    y = _layer_stack(DecoderLayer, cfg.num_decoder_layers, cfg, y, encoded, self_bias,
+                     cross_bias, deterministic=deterministic, decode=decode)
     if num_prompt:
       y = y[:, num_prompt:]  # [B, P + T, D] -> [B, T, D]: no logits for the prompt
     y = layers.RMSNorm(dtype=dt, name="decoder_norm")(y)
@@ -391,6 +433,8 @@ def init_cache(model: Any, batch: int, max_decode_length: int,
   Returns:
     The "cache" collection: per self-attention layer cached_key/cached_value
     [B, P + T_max, N, K] (P the decoder prompt's length, else 0) and cache_index.
+    With `scan_layers` one scanned entry holds every layer's: [L, B, P + T_max, N, K]
+    and a cache_index [L] (see `cache_batch_axis`).
   """
   model = as_model(model)
   config = model.config
@@ -415,3 +459,9 @@ def encode(model: Transformer, params: Params, encoder_input_tokens: Array,
   """
   return model.apply({"params": params}, encoder_input_tokens, prompt_ids=prompt_ids,
                      method="encode")
+
+
+def cache_batch_axis(model: Any) -> int:
+  """The batch axis of the decode cache's keys and values: 1 with `scan_layers`
+  (layers first), else 0. The cache index has no batch axis."""
+  return 1 if as_model(model).config.scan_layers else 0

@@ -105,7 +105,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
           trainable_regex: Optional[str] = None, frozen_params_dtype: str = "float32",
           optimizer: Optional[optax.GradientTransformation] = None,
           loss_config: Optional[losses.LossConfig] = None, dropout_rate: float = 0.1,
-          random_seed: int = 0, eval_period: int = 1000, eval_split: str = "validation",
+          num_microbatches: Optional[int] = None, random_seed: int = 0, eval_period: int = 1000, eval_split: str = "validation",
           eval_batch_size: Optional[int] = None, eval_num_examples: Optional[int] = None,
           eval_metric: Optional[str] = None, eval_metric_mode: str = "max",
           eval_at_start: bool = True, checkpoint_period: Optional[int] = None,
@@ -134,6 +134,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     optimizer: any optax transformation (default: `optim.paper_adafactor()`).
     loss_config: z-loss, label smoothing, normalisation (T5X defaults).
     dropout_rate: DROPOUT_RATE.
+    num_microbatches: NUM_MICROBATCHES: run each batch as M slices and sum
+      their gradients (the batch's gradient; less activation memory). None = 1.
     random_seed: RANDOM_SEED (data order, prompt init, dropout).
     eval_period: EVAL_PERIOD in steps; 0 disables evaluation.
     eval_split: the split evaluated (the paper early-stops on validation).
@@ -157,6 +159,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
   if not model_dir:
     raise ValueError("MODEL_DIR is required: where checkpoints and metrics are written.")
   _check_positive(TRAIN_STEPS=train_steps, BATCH_SIZE=batch_size, log_period=log_period)
+  step_lib.check_microbatches(batch_size, num_microbatches)
   encoder_spec, decoder_spec = frozen_lib.prompt_specs(
       prompt_length, decoder_prompt_length, prompt_combine, prompt_init)
   if eval_period < 0:
@@ -229,7 +232,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                       eval_split)
 
     # ------------------------------------------------------------------- jit
-    train_step = step_lib.jit_train_step(model, tx, loss_config)
+    train_step = step_lib.jit_train_step(model, tx, loss_config, num_microbatches)
     logger = _Logger(model_dir, start_step)
     best = checkpointer.load_best()
     last_eval: dict = {}
