@@ -45,6 +45,10 @@ setuptools.setup(
         "matplotlib>=3.8",
     ],
     extras_require={
+        # Accelerators: JAX's own wheels (the CPU install above stays the default).
+        "cuda12": ["jax[cuda12]>=0.10"],
+        "cuda13": ["jax[cuda13]>=0.10"],
+        "tpu": ["jax[tpu]>=0.10"],
         "test": [
             "pytest>=8.0",
             "pytest-xdist>=3.5",

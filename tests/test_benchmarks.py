@@ -56,3 +56,25 @@ def test_mixed_task_batches_give_the_per_task_predictions_in_fewer_calls():
   for row in result["rows"]:
     assert row["same_predictions"]
   assert [(r["calls_mixed"], r["calls_one_by_one"]) for r in result["rows"]] == [(1, 1), (3, 4)]
+
+
+def test_vs_peft_runs_both_sides_and_divides_ours_by_theirs():
+  bench = _load("vs_peft")
+  args = bench._flags(["--size=tiny", "--batch=2", "--inputs=6", "--targets=3",  # pylint: disable=protected-access
+                       "--prompt_length=2", "--steps=1"])
+  ours, theirs = bench.run_ours(args), bench.run_peft(args)
+  assert ours["flops"] > 0 and ours["xla_plan_gib"] > 0
+  for run in (ours, theirs):
+    assert set(run["times_s"]) == set(bench.PHASES)
+  result = bench.summarize(args, {"ours": [ours], "peft": [theirs]})
+  for phase in bench.PHASES:
+    want = ours["times_s"][phase][0] / theirs["times_s"][phase][0]
+    assert abs(result["ratio_ours_over_peft"][phase] - want) < 1e-9
+  assert abs(result["achieved_gflops"] * ours["times_s"]["train_step"][0]
+             - ours["flops"] / 1e9) < 1e-6
+  lines = bench.table(result).splitlines()
+  assert lines[0].startswith("| phase | ours") and "ours / PEFT" in lines[0]
+  assert [l.split(" | ")[0] for l in lines[2:5]] == ["| encoder forward", "| loss forward",
+                                                     "| train step"]
+  alone = bench.summarize(args, {"ours": [ours]})
+  assert alone["ratio_ours_over_peft"] == {} and "PEFT" not in bench.table(alone)
