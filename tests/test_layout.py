@@ -13,7 +13,7 @@ PACKAGE = os.path.join(ROOT, "prompt_tuning")
 LAYERS = [
     {"tree", "paths", "prompts"},
     {"models"},
-    {"checkpoints", "data"},
+    {"checkpoints", "data", "sharding"},
     {"losses"},
     {"eval", "infer"},
     {"train"},

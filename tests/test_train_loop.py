@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+import process_fixtures
 from prompt_tuning import losses, paths, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib
 from prompt_tuning.data import inputs
@@ -151,16 +151,9 @@ def test_sigkill_then_rerun_ends_with_the_same_prompt(tmp_path):
   done = subprocess.run(_cli(straight), env=env, capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-3000:]
   assert "resumed" not in done.stdout
-  proc = subprocess.Popen(_cli(killed), env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  while not (killed / "checkpoint_10").exists() and proc.poll() is None:
-    assert time.time() < deadline
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  status = process_fixtures.kill_once_written(_cli(killed), env, killed / "checkpoint_10")
   # The kill landed mid-run: killed by the signal, with checkpoints up to 10-25 only.
-  assert proc.returncode == -signal.SIGKILL, proc.returncode
+  assert status == -signal.SIGKILL, status
   numpy_dir = killed / "numpy_checkpoints"
   saved = {name: os.path.getmtime(numpy_dir / name) for name in os.listdir(numpy_dir)}
   last = max(int(name.split("_")[1]) for name in saved)

@@ -37,7 +37,9 @@ from typing import Any, Iterator, Optional, Union
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
+from prompt_tuning import sharding
 from prompt_tuning.prompts import export
 
 CHECKPOINT_PREFIX = "checkpoint"
@@ -80,10 +82,15 @@ def _key_name(entry) -> str:
   raise TypeError(f"unexpected pytree path entry {entry!r}")
 
 
+def _named_leaves(state: Any) -> dict[str, Any]:
+  """Any pytree -> {"a/b/0/c": leaf}, the leaves as they are (arrays stay on device)."""
+  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+  return {"/".join(_key_name(e) for e in path): leaf for path, leaf in leaves}
+
+
 def flatten_state(state: Any) -> dict[str, np.ndarray]:
   """Any pytree -> {"a/b/0/c": host array}; stable, readable names for orbax."""
-  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-  return {"/".join(_key_name(e) for e in path): np.asarray(leaf) for path, leaf in leaves}
+  return {k: np.asarray(v) for k, v in _named_leaves(state).items()}
 
 
 class StateMismatchError(ValueError):
@@ -92,7 +99,7 @@ class StateMismatchError(ValueError):
 
 def _check_fits(shapes: dict, template: Any, where: str):
   """Raises StateMismatchError listing missing/unexpected names and shape mismatches."""
-  want = {k: np.shape(v) for k, v in flatten_state(template).items()}
+  want = {k: np.shape(v) for k, v in _named_leaves(template).items()}
   missing = sorted(set(want) - set(shapes))
   unexpected = sorted(set(shapes) - set(want))
   mismatched = [f"{k}: {tuple(shapes[k])}, expected {want[k]}"
@@ -104,12 +111,24 @@ def _check_fits(shapes: dict, template: Any, where: str):
         f"unexpected: {unexpected}; shape mismatches: {mismatched}.")
 
 
+def _like(value: Any, template: Any) -> Any:
+  """`value` with `template`'s dtype: a jax.Array on its sharding, else host numpy."""
+  if isinstance(template, jax.Array):
+    if isinstance(value, jax.Array) and value.sharding == template.sharding:
+      return value.astype(template.dtype) if value.dtype != template.dtype else value
+    return jax.device_put(np.asarray(value).astype(template.dtype), template.sharding)
+  return np.asarray(value).astype(np.asarray(template).dtype)
+
+
 def unflatten_state(flat: dict, template: Any, where: str) -> Any:
-  """Fills `template`'s structure (and dtypes) from `flat`, checking names and shapes."""
+  """Fills `template`'s structure (and dtypes) from `flat`, checking names and shapes.
+
+  Leaves whose template is a `jax.Array` keep that array's sharding (a state
+  restored onto another mesh lands on the new one); the others are numpy.
+  """
   _check_fits({k: np.shape(v) for k, v in flat.items()}, template, where)
-  names = list(flatten_state(template))
-  leaves = [np.asarray(flat[k]).astype(np.asarray(t).dtype)
-            for k, t in zip(names, jax.tree_util.tree_leaves(template))]
+  names = list(_named_leaves(template))
+  leaves = [_like(flat[k], t) for k, t in zip(names, jax.tree_util.tree_leaves(template))]
   return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
 
 
@@ -127,7 +146,13 @@ def _remove_unfinished_steps(model_dir: str) -> None:
 
 
 class Checkpointer:
-  """Saves and restores a run's `TrainState` + metadata in MODEL_DIR."""
+  """Saves and restores a run's `TrainState` + metadata in MODEL_DIR.
+
+  Sharded states save and restore sharded (orbax writes each process's parts);
+  `restore` places the state on its template's shardings, so a checkpoint
+  written on one mesh restores onto another. In a multi-host run every process
+  makes the same calls; process 0 alone writes the `.npy` exports and cleans up.
+  """
 
   def __init__(self, model_dir: str, keep: Optional[int] = 3, read_only: bool = False):
     """Opens MODEL_DIR's checkpoints.
@@ -143,9 +168,11 @@ class Checkpointer:
     self.model_dir = model_dir
     if read_only and not os.path.isdir(model_dir):
       raise ValueError(f"{model_dir}: no such directory; expected a prompt-tuning MODEL_DIR.")
-    if not read_only:
+    if not read_only and sharding.is_primary():
       export.recover_npy_dir(best_dir(model_dir))  # finish an interrupted best swap
       _remove_unfinished_steps(model_dir)
+    if not read_only and jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"prompt_tuning: {model_dir} cleaned up")
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, step_prefix=CHECKPOINT_PREFIX, create=not read_only,
         enable_async_checkpointing=False, cleanup_tmp_directories=False,
@@ -165,18 +192,26 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, meta: dict) -> str:
     """Writes checkpoint_<step> (orbax) and its .npy export; returns the npy dir."""
-    flat = flatten_state(state)
+    flat = {k: v if isinstance(v, jax.Array) else np.asarray(v)
+            for k, v in _named_leaves(state).items()}
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(flat), meta=ocp.args.JsonSave(meta)), force=True)
     self._manager.wait_until_finished()
-    return export.write_npy_dir(numpy_dir(self.model_dir, step), state.trainable)
+    return self._write_npy(numpy_dir(self.model_dir, step), state.trainable)
+
+  def _write_npy(self, directory: str, trainable: Any, record: Optional[dict] = None) -> str:
+    values = sharding.host_arrays(trainable)  # every process: a collective if split
+    if sharding.is_primary():
+      export.write_npy_dir(directory, values, record, BEST_JSON)
+    return directory
 
   def restore(self, template: Any, step: Optional[int] = None) -> tuple[Any, dict]:
     """Restores `step` (default latest) into `template`'s structure; returns (state, meta)."""
     step = self.latest_step() if step is None else step
     where = os.path.join(self.model_dir, f"{CHECKPOINT_PREFIX}_{step}")
-    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
-                for k, v in flatten_state(template).items()}
+    abstract = {k: jax.ShapeDtypeStruct(np.shape(v), v.dtype,
+                                        sharding=getattr(v, "sharding", None))
+                for k, v in _named_leaves(template).items()}
     meta = self._manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore())).meta
     stored = self._manager.item_metadata(step).state
@@ -234,7 +269,7 @@ class Checkpointer:
 
   def save_best(self, trainable: Any, record: dict) -> str:
     """Keeps `trainable` as the best prompt (.npy) with `record` in best.json."""
-    return export.write_npy_dir(best_dir(self.model_dir), trainable, record, BEST_JSON)
+    return self._write_npy(best_dir(self.model_dir), trainable, record)
 
   def load_best(self) -> Optional[dict]:
     return load_best(self.model_dir)

@@ -6,6 +6,12 @@ working directory), `--gin.NAME=VALUE` (repeatable; a gin binding, so strings
 need inner quotes), `--gin_bindings` (the same, T5X's other spelling),
 `--gin_search_paths` (comma-separated), `--tfds_data_dir`. Files are parsed in
 the order given, then the bindings, so a binding always wins.
+
+Multi-host (train only; T5X's flags): `--multiprocess_gpu` with
+`--coordinator_address=HOST:PORT`, `--process_count=N`, `--process_index=I`
+calls `jax.distributed.initialize` before anything touches a device (on CPU
+the processes talk through jax's gloo collectives, as the tests run them). On
+TPU pods jax initializes itself.
 """
 import argparse
 import difflib
@@ -17,8 +23,12 @@ from prompt_tuning import paths
 
 
 def parse_flags(argv: Sequence[str], prog: str = "prompt-tuning",
-                description: Optional[str] = None) -> argparse.Namespace:
-  """Splits T5X flags; `--gin.X=V` may appear any number of times, in any order."""
+                description: Optional[str] = None,
+                multihost: bool = False) -> argparse.Namespace:
+  """Splits T5X flags; `--gin.X=V` may appear any number of times, in any order.
+
+  `multihost` adds T5X's multi-process flags (see `initialize_distributed`).
+  """
   parser = argparse.ArgumentParser(prog=prog, description=description or __doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--gin_file", action="append", default=[])
@@ -26,6 +36,14 @@ def parse_flags(argv: Sequence[str], prog: str = "prompt-tuning",
   parser.add_argument("--tfds_data_dir", default=None)
   parser.add_argument("--gin_bindings", action="append", default=[],
                       help="extra gin bindings (T5X also accepts this form)")
+  if multihost:
+    parser.add_argument("--multiprocess_gpu", action="store_true",
+                        help="initialize jax.distributed with the three flags below "
+                             "(GPU clusters; CPU processes too)")
+    parser.add_argument("--coordinator_address", default=None,
+                        help="HOST:PORT of process 0's coordinator")
+    parser.add_argument("--process_count", type=int, default=None)
+    parser.add_argument("--process_index", type=int, default=None)
   bindings, rest = [], []
   for arg in argv:
     if arg.startswith("--gin.") and "=" in arg:
@@ -38,6 +56,37 @@ def parse_flags(argv: Sequence[str], prog: str = "prompt-tuning",
   if not args.gin_file:
     parser.error("at least one --gin_file is required (e.g. --gin_file=runs/demo.gin)")
   return args
+
+
+def initialize_distributed(args: argparse.Namespace) -> None:
+  """`--multiprocess_gpu`: `jax.distributed.initialize` with T5X's three flags.
+
+  Must run before the first jax computation of the process. Without
+  `--multiprocess_gpu` nothing happens (one process, or a TPU pod, which
+  initializes itself).
+
+  Raises:
+    ValueError: a flag is missing or out of range, naming it.
+  """
+  if not getattr(args, "multiprocess_gpu", False):
+    given = [f"--{n}" for n in ("coordinator_address", "process_count", "process_index")
+             if getattr(args, n, None) is not None]
+    if given:
+      raise ValueError(f"{', '.join(given)} given without --multiprocess_gpu; expected "
+                       "--multiprocess_gpu too (or none of them).")
+    return
+  missing = [f"--{n}" for n in ("coordinator_address", "process_count", "process_index")
+             if getattr(args, n) is None]
+  if missing:
+    raise ValueError(f"--multiprocess_gpu needs {', '.join(missing)}; expected all of "
+                     "--coordinator_address=HOST:PORT, --process_count=N, --process_index=I.")
+  if not (args.process_count >= 1 and 0 <= args.process_index < args.process_count):
+    raise ValueError(f"--process_index={args.process_index}, --process_count="
+                     f"{args.process_count}; expected 0 <= process_index < process_count.")
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                             num_processes=args.process_count,
+                             process_id=args.process_index)
 
 
 def search_paths(args: argparse.Namespace) -> list[str]:

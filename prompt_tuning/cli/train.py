@@ -9,12 +9,15 @@
       --gin.INITIAL_CHECKPOINT_PATH="'/ckpt/t5-base-lm-adapt'" \\
       --gin.CLASS_LABELS="['entailment', 'not_entailment']"
 
-See prompt_tuning.cli.flags for the flags. Re-running the same command resumes
-from MODEL_DIR's latest checkpoint.
+See prompt_tuning.cli.flags for the flags (also T5X's multi-host ones:
+`--multiprocess_gpu --coordinator_address=HOST:PORT --process_count=N
+--process_index=I`, one command per process). Re-running the same command
+resumes from MODEL_DIR's latest checkpoint.
 """
 import sys
 from typing import Optional
 
+from prompt_tuning import sharding
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.cli import flags, quiet
 
@@ -24,16 +27,19 @@ def run_train(argv, progress: bool = True):
 
   MODEL_DIR/config.gin is written when the run starts, operative_config.gin after.
   """
+  args = flags.parse_flags(argv, "prompt-tuning train", __doc__, multihost=True)
+  flags.initialize_distributed(args)  # before anything below touches a device
   import gin  # pylint: disable=import-outside-toplevel
   from prompt_tuning.train import loop  # pylint: disable=import-outside-toplevel
-  flags.setup_gin(flags.parse_flags(argv, "prompt-tuning train", __doc__))
+  flags.setup_gin(args)
   configured = gin.get_configurable(loop.train)
   model_dir = gin.query_parameter("%MODEL_DIR")
   if not isinstance(model_dir, str) or not model_dir:
     raise ValueError(f"MODEL_DIR={model_dir!r}; expected a directory, e.g. "
                      "--gin.MODEL_DIR=\"'/tmp/run'\".")
   result = configured(gin_config=gin.config_str(), progress=progress)
-  run_dir.save_operative_config(model_dir, gin.operative_config_str())
+  if sharding.is_primary():
+    run_dir.save_operative_config(model_dir, gin.operative_config_str())
   return result
 
 
@@ -41,6 +47,8 @@ def main(argv: Optional[list] = None) -> int:
   quiet.setup_logging()
   argv = sys.argv[1:] if argv is None else argv
   result = run_train(argv)
+  if not sharding.is_primary():
+    return 0
   if result.start_step:
     print(f"resumed {result.model_dir} from step {result.start_step}")
   print(f"done: {result.step} steps in {result.model_dir}")

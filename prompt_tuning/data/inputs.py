@@ -60,41 +60,56 @@ def check_feature_lengths(task_feature_lengths: Mapping[str, int]) -> dict:
 
 
 def fingerprint(name: str, split: str, task_feature_lengths: Mapping[str, int],
-                batch_size: int, seed: int) -> dict:
-  """What must not change across a resume for the data position to mean anything."""
-  return {"mixture_or_task_name": name, "split": split,
-          "task_feature_lengths": dict(task_feature_lengths),
-          "batch_size": int(batch_size), "seed": int(seed)}
+                batch_size: int, seed: int, num_shards: int = 1) -> dict:
+  """What must not change across a resume for the data position to mean anything.
+
+  `num_shards` (hosts reading distinct rows) is recorded only when > 1, so a
+  one-host run's fingerprint is what it was before multi-host runs existed.
+  """
+  out = {"mixture_or_task_name": name, "split": split,
+         "task_feature_lengths": dict(task_feature_lengths),
+         "batch_size": int(batch_size), "seed": int(seed)}
+  if num_shards != 1:
+    out["num_shards"] = int(num_shards)
+  return out
 
 
 def train_batches(name: str, task_feature_lengths: Mapping[str, int], batch_size: int,
                   seed: int, split: str = "train", start_batch: int = 0,
-                  use_cached: bool = False, shuffle: bool = True
-                  ) -> Iterator[dict[str, np.ndarray]]:
+                  use_cached: bool = False, shuffle: bool = True, shard_index: int = 0,
+                  num_shards: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """An endless, deterministic iterator of [B, ...] numpy batches.
 
   Args:
     name: seqio task or mixture.
     task_feature_lengths: {"inputs": L, "targets": T}; longer examples are
       truncated by seqio.
-    batch_size: B; the last partial batch of an epoch is never formed (the
-      stream repeats before batching).
+    batch_size: B, the rows this reader yields per batch (with several
+      shards: BATCH_SIZE / num_shards); the last partial batch of an epoch is
+      never formed (the stream repeats before batching).
     seed: shuffle and preprocessing seed.
     split: the split to train on.
     start_batch: batches to skip (the data position of a resumed run).
     use_cached: read seqio's offline cache instead of preprocessing.
     shuffle: shuffle examples (with `seed`).
+    shard_index, num_shards: read only shard `shard_index` of `num_shards`
+      (seqio's `ShardInfo`: by files where the source has enough, else every
+      num_shards-th example); one per host in a multi-host run.
 
   Yields:
     dicts of int32 [B, L] `encoder_input_tokens` and [B, T]
     `decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights`.
   """
+  if not 0 <= shard_index < num_shards:
+    raise ValueError(f"shard_index={shard_index}, num_shards={num_shards}; expected "
+                     "0 <= shard_index < num_shards.")
   keep_tf_off_accelerators()
+  shard_info = seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None
   ds = seqio.get_dataset(
       get_task(name), check_feature_lengths(task_feature_lengths),
       feature_converter=seqio.EncDecFeatureConverter(pack=False), dataset_split=split,
       use_cached=use_cached, shuffle=shuffle, num_epochs=None, seed=int(seed),
-      verbose=False)
+      shard_info=shard_info, verbose=False)
   options = tf.data.Options()
   options.deterministic = True
   ds = ds.with_options(options).batch(batch_size, drop_remainder=True)

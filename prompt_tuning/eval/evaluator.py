@@ -5,6 +5,11 @@ cached once; each call decodes it greedily with the current prompt (for the
 task's `metric_fns`, after its `postprocess_fn`) and scores the targets (for
 its `score_metric_fns`, e.g. rank classification), exactly as T5X's
 `infer_eval` does. It also reports the teacher-forced validation loss.
+
+Decoding and scoring run on a `sharding.Partitioning` (default: one device):
+the params are placed by its rules, each batch is split over its batch axis
+(replicated when its rows do not split evenly), and every output comes back
+replicated, so each host of a multi-host run reads the same numbers.
 """
 import math
 import os
@@ -14,7 +19,7 @@ import jax
 import numpy as np
 import seqio
 
-from prompt_tuning import tree
+from prompt_tuning import sharding, tree
 from prompt_tuning.eval import ensemble
 from prompt_tuning.models import Transformer, decoding, scoring
 from prompt_tuning import losses
@@ -60,12 +65,16 @@ class Evaluator:
     split: the split to evaluate.
     num_examples: evaluate only the first N examples (None: all).
     log_dir: if set, seqio's JSONLogger writes predictions and metrics there.
+    partitioning: the mesh and rules to run on (default: the first device).
   """
 
   def __init__(self, model: Transformer, mixture_or_task_name: str,
                task_feature_lengths: Mapping[str, int], batch_size: int,
                split: str = "validation", num_examples: Optional[int] = None,
-               log_dir: Optional[str] = None, loss_cfg: Optional[losses.LossConfig] = None):
+               log_dir: Optional[str] = None, loss_cfg: Optional[losses.LossConfig] = None,
+               partitioning: Optional[sharding.Partitioning] = None):
+    self.partitioning = partitioning or sharding.Partitioning.single_device()
+    self.partitioning.check_batch(int(batch_size), "eval batch size")
     inputs.keep_tf_off_accelerators()
     task = inputs.get_task(mixture_or_task_name)
     subtasks = seqio.get_subtasks(task)
@@ -87,13 +96,37 @@ class Evaluator:
         use_memory_cache=True, async_compute_metrics=False,
         logger_cls=(seqio.JSONLogger,) if log_dir else (), log_dir=log_dir)
     self.task_names = [t.name for t in self._seqio.eval_tasks]
-    self._decode = jax.jit(lambda params, tokens, ids: decoding.greedy_decode(
+    mesh, out = self.partitioning, self.partitioning.replicated
+    decode = mesh.scoped(jax.jit(lambda params, tokens, ids: decoding.greedy_decode(
         model, params, tokens, max_decode_length=self.target_length, eos_id=self.eos_id,
-        prompt_ids=ids))
-    self._score = jax.jit(lambda params, batch: scoring.score(model, params, batch))
-    self._loss = losses.jit_eval_step(model, loss_cfg or losses.LossConfig())
+        prompt_ids=ids), out_shardings=out))
+    score = mesh.scoped(jax.jit(lambda params, batch: scoring.score(model, params, batch),
+                                out_shardings=out))
+    loss = mesh.scoped(losses.jit_eval_step(model, loss_cfg or losses.LossConfig()))
+    self._decode = lambda params, tokens, ids: decode(params, self._rows(tokens),
+                                                      self._rows(ids))
+    self._score = lambda params, batch: score(params, self._rows(batch))
+    self._loss = lambda trainable, frozen, batch: loss(
+        self._placed(trainable), self._placed(frozen), self._rows(batch))
+    self._shardings: dict = {}  # {param path: NamedSharding}, filled on first use
     # {task: {example index: [T] or [K, T] decoded ids}} of the last evaluation.
     self.last_decodes: dict = {}
+
+  def _placed(self, params: Params) -> Params:
+    """Params (any subtree) on the mesh, by the rules (a no-op when already there)."""
+    flat = tree.flatten(params)
+    if not set(flat) <= set(self._shardings):
+      self._shardings.update(tree.flatten(self.partitioning.param_shardings(self.model, params)))
+    return self.partitioning.put(params, tree.unflatten({k: self._shardings[k] for k in flat}))
+
+  def _rows(self, values):
+    """[N, ...] host arrays -> split over the batch axis (replicated if N does not split)."""
+    if values is None:
+      return None
+    mesh = self.partitioning
+    rows = len(jax.tree.leaves(values)[0])
+    return mesh.put(values, mesh.batch_sharding if rows % mesh.batch_ways == 0
+                    else mesh.replicated)
 
   def _task_of(self, ds) -> Optional[str]:
     for name, cached in self._seqio.cached_model_datasets.items():
@@ -167,7 +200,7 @@ class Evaluator:
       over the members, "ensemble": {...} (no teacher-forced loss)}.
     """
     k = self.model.num_prompts
-    params = tree.merge(trainable, frozen)
+    params = self._placed(tree.merge(trainable, frozen))
     ids = np.tile(np.arange(k, dtype=np.int32), self.batch_size)
     decoded, scored = {}, {}
 
@@ -228,7 +261,7 @@ class Evaluator:
     if self.model.num_prompts > 1 and prompt_id is None:
       raise ValueError(f"the model's prompt bank holds {self.model.num_prompts} prompts; "
                        "expected the prompt_id to evaluate.")
-    params = tree.merge(trainable, frozen)
+    params = self._placed(tree.merge(trainable, frozen))
     results = self._metrics(step, self._predict_fn(params, prompt_id),
                             self._score_fn(params, prompt_id))
     results.update(self._teacher_forced(trainable, frozen, prompt_id))
@@ -244,7 +277,7 @@ class Evaluator:
     for an ensemble, of the voted prediction, by each member; the mean). An
     ensemble's record also has "members": each member's prediction.
     """
-    params = tree.merge(trainable, frozen)
+    params = self._placed(tree.merge(trainable, frozen))
     k = self.model.num_prompts
     rows = []
     for task, decodes in self.last_decodes.items():

@@ -8,20 +8,29 @@ from PROMPT_INIT on the frozen INITIAL_CHECKPOINT_PATH weights. Re-running the
 same command therefore continues where a killed run stopped, with the same
 data (the data position is checkpointed) and the same dropout (step RNG is
 `fold_in(rng, step)`).
+
+Partitioning (`prompt_tuning.sharding`): the devices form a data x model mesh
+(NUM_PARTITIONS or MESH_SHAPE; default every device on `data`), the frozen and
+trainable params, the optimizer state and the batches are placed on it by
+LOGICAL_AXIS_RULES, and the step is jitted with those shardings in and out. On
+several hosts each process reads its rows of every batch, and process 0 alone
+writes MODEL_DIR's logs, metrics and `.npy` files (orbax writes checkpoints
+from every process).
 """
+import contextlib
 import dataclasses
 import logging
 import math
 import os
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 import tqdm
 
-from prompt_tuning import losses, tree
+from prompt_tuning import losses, sharding, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
 from prompt_tuning.data import inputs
 from prompt_tuning.eval import best as best_lib
@@ -65,21 +74,24 @@ class TrainResult:
 
 
 class _Logger:
-  """JSONL + TensorBoard (tensorboardX) writers in MODEL_DIR."""
+  """JSONL + TensorBoard (tensorboardX) writers in MODEL_DIR (`files`: process 0 only)."""
 
-  def __init__(self, model_dir: str, start_step: int = 0):
+  def __init__(self, model_dir: str, start_step: int = 0, files: bool = True):
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
     self.model_dir = model_dir
     # A killed run may have logged steps after its last checkpoint; they are
     # trained again now, so their records go (TensorBoard: purge_step).
-    self.history = run_dir.trim_metrics(model_dir, start_step)
+    self.history = (run_dir.trim_metrics(model_dir, start_step) if files else
+                    [r for r in run_dir.read_metrics(model_dir) if r["step"] <= start_step])
     purge = start_step + 1 if start_step else None
     self._writers = {k: SummaryWriter(os.path.join(model_dir, k), purge_step=purge)
-                     for k in ("train", "eval")}
+                     for k in ("train", "eval")} if files else {}
 
   def write(self, kind: str, step: int, metrics: Mapping[str, float]):
     record = {"step": int(step), "kind": kind, **{k: float(v) for k, v in metrics.items()}}
     self.history.append(record)
+    if not self._writers:
+      return
     run_dir.append_metrics(self.model_dir, record)
     for name, value in metrics.items():
       if math.isfinite(float(value)):
@@ -105,13 +117,16 @@ def train(*, model_dir: str, mixture_or_task_name: str,
           trainable_regex: Optional[str] = None, frozen_params_dtype: str = "float32",
           optimizer: Optional[optax.GradientTransformation] = None,
           loss_config: Optional[losses.LossConfig] = None, dropout_rate: float = 0.1,
-          num_microbatches: Optional[int] = None, random_seed: int = 0, eval_period: int = 1000, eval_split: str = "validation",
+          num_microbatches: Optional[int] = None, random_seed: int = 0,
+          eval_period: int = 1000, eval_split: str = "validation",
           eval_batch_size: Optional[int] = None, eval_num_examples: Optional[int] = None,
           eval_metric: Optional[str] = None, eval_metric_mode: str = "max",
           eval_at_start: bool = True, checkpoint_period: Optional[int] = None,
           keep_checkpoints: Optional[int] = 3, log_period: int = 50,
           register_tasks: Optional[Callable[[], Any]] = None, gin_config: str = "",
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, num_partitions: Optional[int] = 1,
+          mesh_shape: Optional[Sequence[int]] = None,
+          logical_axis_rules: Optional[Sequence] = None) -> TrainResult:
   """Prompt-tunes a frozen T5 on a seqio task; see the module doc.
 
   Args:
@@ -154,6 +169,11 @@ def train(*, model_dir: str, mixture_or_task_name: str,
       run starts (a command refused before that writes nothing) and stored with
       each checkpoint.
     progress: show a tqdm progress bar.
+    num_partitions: NUM_PARTITIONS, devices per model replica (the mesh's
+      `model` axis); the `data` axis takes the rest of the devices.
+    mesh_shape: MESH_SHAPE, an explicit (data, model) instead.
+    logical_axis_rules: LOGICAL_AXIS_RULES, (logical axis, mesh axis or None)
+      pairs (None: `sharding.DEFAULT_RULES`, T5X's).
   """
   # ---------------------------------------------------------------- config
   if not model_dir:
@@ -173,11 +193,17 @@ def train(*, model_dir: str, mixture_or_task_name: str,
   checkpoint_period = checkpoint_period or eval_period or train_steps
   loss_config = loss_config or losses.LossConfig()
   tx = optimizer if optimizer is not None else optim.paper_adafactor()
+  partitioning = sharding.Partitioning.create(num_partitions, mesh_shape, logical_axis_rules)
+  partitioning.check_batch(batch_size)
+  if eval_period:
+    partitioning.check_batch(eval_batch_size or batch_size, "eval_batch_size")
+  shard_index, num_shards = partitioning.data_shard(batch_size)
+  primary = sharding.is_primary()
   os.makedirs(model_dir, exist_ok=True)
   rng_init, rng_train = jax.random.split(jax.random.PRNGKey(random_seed))
 
   # Held until the run ends; a second run on MODEL_DIR refuses at once.
-  with run_dir.lock(model_dir):
+  with run_dir.lock(model_dir) if primary else contextlib.nullcontext():
     # --------------------------------------------------- model + frozen weights
     config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
                                             dropout_rate=dropout_rate)
@@ -188,14 +214,23 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                for spec in model.prompt_specs}
     trainable, frozen = trainable_lib.split(frozen_lib.with_prompts(frozen, prompts),
                                             trainable_regex)
-    frozen = jax.device_put(frozen_lib.cast_frozen(frozen, frozen_params_dtype))
-    logging.info("trainable params: %s", sorted(tree.flatten(trainable)))
+    # Placed on the mesh first, then cast there: no device holds the whole model.
+    frozen_shardings = partitioning.param_shardings(model, frozen)
+    trainable_shardings = partitioning.param_shardings(model, trainable)
+    frozen = frozen_lib.cast_frozen(partitioning.put(frozen, frozen_shardings),
+                                    frozen_params_dtype)
+    logging.info("trainable params: %s; %s", sorted(tree.flatten(trainable)), partitioning)
 
     # ------------------------------------------------ state: restore or init
-    state = TrainState.create(jax.device_put(trainable), tx, rng_train)
+    create = lambda t, r: TrainState.create(t, tx, r)
+    state_shardings = partitioning.like_params(jax.eval_shape(create, trainable, rng_train),
+                                               trainable, trainable_shardings)
+    state = jax.jit(create, out_shardings=state_shardings)(
+        partitioning.put(trainable, trainable_shardings),
+        partitioning.put(rng_train, partitioning.replicated))
     checkpointer = run_dir.Checkpointer(model_dir, keep=keep_checkpoints)
     fingerprint = inputs.fingerprint(mixture_or_task_name, "train", lengths, batch_size,
-                                     random_seed)
+                                     random_seed, num_shards)
     start_step = 0
     if checkpointer.latest_step() is not None:
       try:
@@ -213,18 +248,20 @@ def train(*, model_dir: str, mixture_or_task_name: str,
         raise
       start_step = int(state.step)
       logging.info("resumed %s at step %d", model_dir, start_step)
-    if gin_config:  # what this run asked for; never overwrites another run's config.gin
+    if gin_config and primary:  # what this run asked for; never overwrites another's
       run_dir.save_config(model_dir, gin_config)
 
     # ------------------------------------------------------------------ data
-    batches = inputs.train_batches(mixture_or_task_name, lengths, batch_size, random_seed,
-                                   start_batch=start_step)
+    # Each process reads its rows of every batch (all of them on one host).
+    batches = inputs.train_batches(mixture_or_task_name, lengths, batch_size // num_shards,
+                                   random_seed, start_batch=start_step,
+                                   shard_index=shard_index, num_shards=num_shards)
     evaluator = None
     if eval_period and eval_split in task.splits:
       evaluator = Evaluator(
           model.clone(config=config.replace(dropout_rate=0.0)),
           mixture_or_task_name, lengths, eval_batch_size or batch_size, split=eval_split,
-          num_examples=eval_num_examples, loss_cfg=loss_config)
+          num_examples=eval_num_examples, loss_cfg=loss_config, partitioning=partitioning)
       if not evaluator.has_tasks:
         evaluator = None
     elif eval_period:
@@ -232,8 +269,11 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                       eval_split)
 
     # ------------------------------------------------------------------- jit
-    train_step = step_lib.jit_train_step(model, tx, loss_config, num_microbatches)
-    logger = _Logger(model_dir, start_step)
+    train_step = partitioning.scoped(step_lib.jit_train_step(
+        model, tx, loss_config, num_microbatches,
+        in_shardings=(state_shardings, frozen_shardings, partitioning.batch_sharding),
+        out_shardings=(state_shardings, partitioning.replicated)))
+    logger = _Logger(model_dir, start_step, files=primary)
     best = checkpointer.load_best()
     last_eval: dict = {}
 
@@ -260,17 +300,18 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     # ------------------------------------------------------------------ loop
     if evaluator is not None and eval_at_start and start_step == 0:
       run_eval(0)
-    bar = tqdm.tqdm(total=train_steps, initial=start_step, disable=not progress,
-                    desc="prompt tuning", dynamic_ncols=True)
+    bar = tqdm.tqdm(total=train_steps, initial=start_step,
+                    disable=not (progress and primary), desc="prompt tuning",
+                    dynamic_ncols=True)
     finite = jnp.array(True)
     window_start, tokens, t0 = start_step, 0, time.time()
     sums: dict = {}
     step = start_step
     try:
       while step < train_steps:
-        batch = next(batches)
-        tokens += inputs.count_tokens(batch)
-        state, metrics = train_step(state, frozen, batch)
+        local = next(batches)
+        tokens += inputs.count_tokens(local) * num_shards  # this host's rows, scaled
+        state, metrics = train_step(state, frozen, partitioning.global_batch(local, batch_size))
         finite = finite & jnp.isfinite(metrics["loss"])
         for k, v in metrics.items():
           sums[k] = sums.get(k, 0.0) + v
@@ -296,8 +337,10 @@ def train(*, model_dir: str, mixture_or_task_name: str,
         # eval on resume, so no evaluation (and no best prompt) is skipped.
         if at_eval:
           results = run_eval(step)
-          bar.write(f"step {step}: " + ", ".join(
-              f"{k} {v:.4g}" for k, v in results.items() if not k.endswith("loss_per_token")))
+          if primary:
+            bar.write(f"step {step}: " + ", ".join(
+                f"{k} {v:.4g}" for k, v in results.items()
+                if not k.endswith("loss_per_token")))
         if at_save:
           save(step)
     finally:

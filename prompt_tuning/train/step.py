@@ -94,8 +94,15 @@ def train_step(state: TrainState, frozen: Params, batch: Batch, *, model,
 
 
 def jit_train_step(model, tx: optax.GradientTransformation, loss_cfg: LossConfig,
-                   num_microbatches: Optional[int] = None):
-  """`train_step` bound and jitted; the state (argument 0) is donated."""
+                   num_microbatches: Optional[int] = None, in_shardings=None,
+                   out_shardings=None):
+  """`train_step` bound and jitted; the state (argument 0) is donated.
+
+  With `in_shardings` (state, frozen, batch) and `out_shardings` (state,
+  metrics) from `prompt_tuning.sharding`, XLA partitions the step over the mesh.
+  """
+  shardings = ({} if in_shardings is None else
+               {"in_shardings": in_shardings, "out_shardings": out_shardings})
   return jax.jit(functools.partial(train_step, model=model, tx=tx, loss_cfg=loss_cfg,
                                    num_microbatches=num_microbatches),
-                 donate_argnums=(0,))
+                 donate_argnums=(0,), **shardings)
