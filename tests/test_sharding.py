@@ -6,6 +6,7 @@ XLA_FLAGS=--xla_force_host_platform_device_count=N before jax is imported. The
 references are independent of the code under test: one device in this
 process, hand-written T5X layouts, one process reading both hosts' rows.
 """
+import dataclasses
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from prompt_tuning import paths, sharding, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
 from prompt_tuning.cli import configurables, flags
 from prompt_tuning.data import inputs
-from prompt_tuning.models import Transformer
+from prompt_tuning.models import Transformer, scan
 from prompt_tuning.prompts import export, spec as spec_lib
 from prompt_tuning.prompts.spec import PROMPT_PATH
 from prompt_tuning.train import loop, optim
@@ -107,6 +108,20 @@ def test_the_default_rules_are_t5xs_layout():
   assert specs["token_embedder/embedding"] == P("model", None)
   assert specs["decoder/layers_1/self_attention/out/kernel"] == P("model", None)
   assert specs["encoder/encoder_norm/scale"] == P(None)
+
+
+def test_scanned_layers_keep_the_layer_axis_whole_and_split_the_rest():
+  # SCAN_LAYERS stacks each layer's kernel on axis 1 ("layers"): [D, L, F] must
+  # be (None, None, model), the same split as one layer's [D, F].
+  config, frozen = frozen_lib.load_frozen(paths.demo_model_dir(), dropout_rate=0.0)
+  scanned = dataclasses.replace(config, scan_layers=True)
+  model = Transformer(scanned, encoder_prompt=spec_lib.encoder_prompt(4))
+  stacked = scan.to_layout(frozen, scanned)
+  p = sharding.Partitioning.create()
+  specs = tree.flatten(jax.tree.map(lambda s: s.spec, p.param_shardings(model, stacked)))
+  assert specs["encoder/layers/mlp/wi_0/kernel"] == P(None, None, "model")
+  assert specs["decoder/layers/self_attention/out/kernel"] == P("model", None, None)
+  assert specs["encoder/layers/pre_attention_layer_norm/scale"] == P(None, None)
 
 
 def test_the_gin_table_is_the_default_and_every_run_reads_it():
