@@ -13,7 +13,6 @@ on 2 CPU cores, curves.png written.
 Prints a table and, last, one JSON line (also written to --json_out if given).
 """
 import argparse
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from output import write_result
 
 TARGETS = {"accuracy_test_min": 90.0, "accuracy_before_max": 60.0, "seconds_max": 300.0}
 _LINES = {
@@ -83,10 +84,7 @@ def main(argv=None) -> int:
   print(f"| wall clock, whole command | {seconds:.0f} s | < {TARGETS['seconds_max']:.0f} s |")
   print(f"| curves.png written | {result['png_written']} | True |")
   record = {"result": result, "targets": TARGETS, "missed": misses}
-  if args.json_out:
-    with open(args.json_out, "w") as f:
-      json.dump(record, f, indent=1)
-  print(json.dumps(record))
+  write_result(record, args.json_out)
   return 1 if args.check and misses else 0
 
 

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from output import write_result
+
 MODES = ("prompt", "finetune")
 
 
@@ -166,10 +168,7 @@ def main(argv=None) -> int:
   result = {"args": {k: v for k, v in vars(args).items() if k != "mode"},
             "prompt": p, "finetune": f, "ratios": ratios,
             "expected": {"time": "<= 0.75", "memory": "<= 0.6"}}
-  if args.json_out:
-    with open(args.json_out, "w") as fh:
-      json.dump(result, fh, indent=1)
-  print(json.dumps(result))
+  write_result(result, args.json_out)
   return 0
 
 

@@ -21,10 +21,11 @@ independent. Every method's scores are checked against per_option's.
 Prints a table and, last, one JSON line (also written to --json_out if given).
 """
 import argparse
-import json
 import statistics
 import sys
 import time
+
+from output import write_result
 
 METHODS = ("per_option", "repeated", "shared")
 
@@ -133,10 +134,7 @@ def main(argv=None) -> int:
         f"options of {args.targets} tokens, float32, on {result['device']}; examples/s = "
         f"batch / median of {args.repeats} batches")
   print(table(result))
-  if args.json_out:
-    with open(args.json_out, "w") as fh:
-      json.dump(result, fh, indent=1)
-  print(json.dumps(result))
+  write_result(result, args.json_out)
   return 0
 
 

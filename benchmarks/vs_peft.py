@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from output import write_result
+
 PHASES = ("encoder_forward", "loss_forward", "train_step")
 # Dense matmul peaks (TFLOP/s) from the vendors' data sheets, by (device kind, dtype).
 PEAK_TFLOPS = {
@@ -334,10 +336,7 @@ def main(argv=None) -> int:
   print(f"our step: {result['step_gflop']:.0f} GFLOP (XLA cost analysis), "
         f"{result['achieved_gflops']:.0f} GFLOP/s achieved, {mfu}; XLA's memory plan "
         f"{ours['xla_plan_gib']:.2f} GiB per device")
-  if args.json_out:
-    with open(args.json_out, "w") as fh:
-      json.dump(result, fh, indent=1)
-  print(json.dumps(result))
+  write_result(result, args.json_out)
   return 0
 
 

@@ -1,6 +1,7 @@
 """The benchmark scripts' own logic (their measurements run in CI and by hand, not here)."""
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -8,6 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load(name):
+  """A script as a module; its directory on the path, as when run (`output` is shared)."""
+  if os.path.join(ROOT, "benchmarks") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
   spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks",
                                                                    f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
@@ -78,3 +82,21 @@ def test_vs_peft_runs_both_sides_and_divides_ours_by_theirs():
                                                      "| train step"]
   alone = bench.summarize(args, {"ours": [ours]})
   assert alone["ratio_ours_over_peft"] == {} and "PEFT" not in bench.table(alone)
+
+
+def test_memory_plan_adds_up_xlas_plan_and_remat_shrinks_it():
+  bench = _load("memory_plan")
+  args = bench._flags(["--sizes=tiny", "--meshes=1x1", "--remats=none,full", "--batch=4",  # pylint: disable=protected-access
+                       "--inputs=32", "--targets=4", "--prompt_length=4", "--dtype=float32"])
+  assert bench.configurations(args) == [("tiny", (1, 1), "none", False, 1),
+                                        ("tiny", (1, 1), "none", True, 1),
+                                        ("tiny", (1, 1), "full", True, 1)]
+  result = bench.run(args)
+  unrolled, scanned, remat = result["rows"]
+  for r in result["rows"]:
+    want = r["arguments_gib"] + r["output_gib"] + r["temp_gib"] - r["alias_gib"]
+    assert abs(r["per_device_gib"] - want) < 1e-12 and r["fits_gb"] == [16, 40, 80]
+  assert remat["temp_gib"] < scanned["temp_gib"]
+  assert remat["arguments_gib"] == scanned["arguments_gib"] == unrolled["arguments_gib"]
+  lines = bench.table(result).splitlines()
+  assert len(lines) == 2 + 3 and "| tiny | 1x1 | scanned | full |" in lines[-1]
