@@ -7,6 +7,7 @@ tree (checkpoint readers, the trainable/frozen split, prompt export, the
 optimizer's factoring rules) goes through these functions, built on
 `flax.traverse_util`.
 """
+import math
 import re
 from typing import Any, Callable, Mapping, Optional
 
@@ -76,3 +77,8 @@ def merge(*trees: Tree) -> dict:
 def to_numpy(tree: Any) -> Any:
   """A pytree of device arrays -> the same pytree of host numpy arrays."""
   return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
+
+def count(tree: Tree) -> int:
+  """The number of scalars in every leaf of `tree` (arrays or shape-dtype structs)."""
+  return int(sum(math.prod(getattr(leaf, "shape", ())) for leaf in jax.tree.leaves(tree)))

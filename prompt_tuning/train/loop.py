@@ -88,15 +88,19 @@ class _Logger:
                      for k in ("train", "eval")} if files else {}
 
   def write(self, kind: str, step: int, metrics: Mapping[str, float]):
-    record = {"step": int(step), "kind": kind, **{k: float(v) for k, v in metrics.items()}}
+    record = {"step": int(step), "kind": kind, **{k: float(v) for k, v in metrics.items()},
+              "wall_time": time.time()}
     self.history.append(record)
     if not self._writers:
       return
     run_dir.append_metrics(self.model_dir, record)
+    writer = self._writers.get(kind)  # TensorBoard: train and eval curves only
+    if writer is None:
+      return
     for name, value in metrics.items():
       if math.isfinite(float(value)):
-        self._writers[kind].add_scalar(name, float(value), int(step))
-    self._writers[kind].flush()
+        writer.add_scalar(name, float(value), int(step))
+    writer.flush()
 
   def close(self):
     for w in self._writers.values():
@@ -207,6 +211,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     # --------------------------------------------------- model + frozen weights
     config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
                                             dropout_rate=dropout_rate)
+    model_params = tree.count(frozen)
     model = Transformer(config, encoder_prompt=encoder_spec, decoder_prompt=decoder_spec)
     table = frozen_lib.embedding_table(frozen)
     rngs = {PROMPT_PATH: rng_init, DECODER_PROMPT_PATH: jax.random.fold_in(rng_init, 1)}
@@ -274,6 +279,9 @@ def train(*, model_dir: str, mixture_or_task_name: str,
         in_shardings=(state_shardings, frozen_shardings, partitioning.batch_sharding),
         out_shardings=(state_shardings, partitioning.replicated)))
     logger = _Logger(model_dir, start_step, files=primary)
+    # What trains, against the pretrained model's size (`prompt-tuning compare` reads it).
+    logger.write("params", start_step, {"trainable_params": tree.count(trainable),
+                                        "model_params": model_params})
     best = checkpointer.load_best()
     last_eval: dict = {}
 
