@@ -14,6 +14,7 @@ See prompt_tuning.cli.flags for the flags (also T5X's multi-host ones:
 --process_index=I`, one command per process). Re-running the same command
 resumes from MODEL_DIR's latest checkpoint.
 """
+import os
 import sys
 from typing import Optional
 
@@ -55,7 +56,10 @@ def main(argv: Optional[list] = None) -> int:
   if result.best:
     print(f"best {result.best['metric']} = {result.best['value']:.4g} at step "
           f"{result.best['step']}")
-  print(f"prompt: {result.prompt_path}")
+  if os.path.basename(result.prompt_path).startswith(("encoder.prompt.", "decoder.prompt.")):
+    print(f"prompt: {result.prompt_path}")
+  else:  # a method without soft prompts (model tuning, LoRA, ...): its arrays
+    print(f"trained params: {os.path.dirname(result.prompt_path)}")
   return 0
 
 

@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -118,7 +118,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
           initial_checkpoint_path: str, model_config: Optional[T5Config] = None,
           prompt_length: int = 100, prompt_combine: str = "prefix",
           prompt_init: Optional[Callable] = None, decoder_prompt_length: int = 0,
-          trainable_regex: Optional[str] = None, frozen_params_dtype: str = "float32",
+          trainable_regex: Union[str, Callable, None] = None, frozen_params_dtype: str = "float32",
           optimizer: Optional[optax.GradientTransformation] = None,
           loss_config: Optional[losses.LossConfig] = None, dropout_rate: float = 0.1,
           num_microbatches: Optional[int] = None, random_seed: int = 0,
@@ -148,7 +148,9 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     decoder_prompt_length: DECODER_PROMPT_LENGTH, >= 0: a second prompt in
       front of the decoder input (U[-0.5, 0.5] init), trained with the first.
     trainable_regex: TRAINABLE_REGEX over "/"-joined param paths (default:
-      the prompt only).
+      the prompt only), or a function of the param tree returning one
+      (`trainable.top_layers_regex`). With a regex, PROMPT_LENGTH and
+      DECODER_PROMPT_LENGTH may both be 0 (model tuning: weights only).
     frozen_params_dtype: FROZEN_PARAMS_DTYPE, "float32" or "bfloat16".
     optimizer: any optax transformation (default: `optim.paper_adafactor()`).
     loss_config: z-loss, label smoothing, normalisation (T5X defaults).
@@ -184,8 +186,11 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     raise ValueError("MODEL_DIR is required: where checkpoints and metrics are written.")
   _check_positive(TRAIN_STEPS=train_steps, BATCH_SIZE=batch_size, log_period=log_period)
   step_lib.check_microbatches(batch_size, num_microbatches)
-  encoder_spec, decoder_spec = frozen_lib.prompt_specs(
-      prompt_length, decoder_prompt_length, prompt_combine, prompt_init)
+  if trainable_regex is not None and prompt_length == decoder_prompt_length == 0:
+    encoder_spec = decoder_spec = None  # weights alone (model tuning), no soft prompt
+  else:
+    encoder_spec, decoder_spec = frozen_lib.prompt_specs(
+        prompt_length, decoder_prompt_length, prompt_combine, prompt_init)
   if eval_period < 0:
     raise ValueError(f"EVAL_PERIOD={eval_period}; expected >= 0 (0 disables evaluation).")
   lengths = inputs.check_feature_lengths(task_feature_lengths)
@@ -217,8 +222,10 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     rngs = {PROMPT_PATH: rng_init, DECODER_PROMPT_PATH: jax.random.fold_in(rng_init, 1)}
     prompts = {spec.path: initializers.make_prompt(spec, table, rngs[spec.path])
                for spec in model.prompt_specs}
-    trainable, frozen = trainable_lib.split(frozen_lib.with_prompts(frozen, prompts),
-                                            trainable_regex)
+    params = frozen_lib.with_prompts(frozen, prompts)
+    if callable(trainable_regex):  # e.g. trainable.top_layers_regex, from the model's depth
+      trainable_regex = trainable_regex(params)
+    trainable, frozen = trainable_lib.split(params, trainable_regex)
     # Placed on the mesh first, then cast there: no device holds the whole model.
     frozen_shardings = partitioning.param_shardings(model, frozen)
     trainable_shardings = partitioning.param_shardings(model, trainable)

@@ -47,3 +47,38 @@ def split(params: Params, regex: Optional[str] = None) -> tuple[dict, dict]:
         f"{sorted(flat)[:4]} (of {len(flat)}); is PROMPT_LENGTH or DECODER_PROMPT_LENGTH "
         "> 0?")
   return trainable, frozen
+
+
+def top_layers_regex(params: Params, top: int) -> str:
+  """TRAINABLE_REGEX for "the top `top` layers of each stack only" (the lower ones frozen).
+
+  The transfer-learning recipe of freezing the lower layers: the last `top`
+  `layers_{i}` of the encoder and of the decoder train, with the final layer
+  norms and the output head (`decoder/logits_dense`, when the model has one);
+  the embeddings and the layers below stay frozen. Bind it unevaluated
+  (`TRAINABLE_REGEX = @trainable.top_layers_regex`); `loop.train` calls it on
+  the loaded param tree.
+
+  Args:
+    params: the model's param tree (only its paths are read).
+    top: layers per stack to train, 1 <= top <= the stack's depth.
+
+  Raises:
+    ValueError: `top` out of range for a stack, or stacked (SCAN_LAYERS)
+      params, whose layers share one array per weight.
+  """
+  flat = tree.flatten(params)
+  parts = []
+  for stack in ("encoder", "decoder"):
+    if any(p.startswith(f"{stack}/layers/") for p in flat):
+      raise ValueError(f"TOP_LAYERS={top} with SCAN_LAYERS=True: {stack}'s layers are one "
+                       "stacked array per weight, so some layers cannot train alone; "
+                       "expected SCAN_LAYERS=False for model_tuning_top.")
+    depth = len({p.split("/")[1] for p in flat if p.startswith(f"{stack}/layers_")})
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= depth:
+      raise ValueError(f"TOP_LAYERS={top!r}; expected an int in [1, {depth}] ({stack} has "
+                       f"{depth} layers).")
+    layers = "|".join(str(i) for i in range(depth - top, depth))
+    parts.append(f"{stack}/(layers_({layers})|{stack}_norm)/.*")
+  parts.append("decoder/logits_dense/.*")
+  return "|".join(parts)
