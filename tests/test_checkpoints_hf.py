@@ -265,3 +265,152 @@ def test_save_hf_refuses_to_overwrite_and_to_drop_a_prompt_silently(tmp_path):
                                        prompt={"prompt": np.zeros((3, 16), np.float32)}))
   with pytest.raises(ValueError, match="drop_prompt=True"):
     checkpoints.save_hf(config, prompted, str(tmp_path), overwrite=True)
+
+
+# ------------------------------------------- save_hf's files vs save_pretrained's
+
+
+def _json(path):
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _assert_written_like_save_pretrained(ours_dir, theirs_dir):
+  """Every config.json field we write is the one save_pretrained writes, laid out
+  the way it writes them, and the safetensors header carries the same metadata."""
+  from safetensors import safe_open
+  ours, theirs = _json(os.path.join(ours_dir, "config.json")), _json(
+      os.path.join(theirs_dir, "config.json"))
+  # transformers 5 writes tie_word_embeddings=true even for an untied lm_head and keeps
+  # the decision in scale_decoder_outputs; from_pretrained reads ours the same way
+  # (test_ours_to_hf_logits_match_and_round_trip), so that one field may differ.
+  differ = {k: (ours[k], theirs.get(k, "<absent>")) for k in ours
+            if k != "tie_word_embeddings" and theirs.get(k, "<absent>") != ours[k]}
+  assert not differ
+  assert {"architectures", "model_type", "dtype", "layer_norm_epsilon", "is_encoder_decoder",
+          "pad_token_id", "eos_token_id", "decoder_start_token_id"} <= set(ours)
+  for directory in (ours_dir, theirs_dir):  # transformers' layout: indent 2, sorted keys
+    with open(os.path.join(directory, "config.json"), encoding="utf-8") as f:
+      text = f.read()
+    assert text.strip() == json.dumps(json.loads(text), indent=2, sort_keys=True)
+  metadata = [safe_open(os.path.join(d, "model.safetensors"), "np").metadata()
+              for d in (ours_dir, theirs_dir)]
+  assert metadata[0] == metadata[1] == {"format": "pt"}
+
+
+def test_save_hf_config_and_header_are_what_save_pretrained_writes(hf_checkpoint, tmp_path):
+  _, _, directory = hf_checkpoint
+  config, params = checkpoints.load(directory)
+  checkpoints.save_hf(config, params, str(tmp_path))
+  _assert_written_like_save_pretrained(str(tmp_path), directory)
+
+
+def _state_of(directory, **kwargs):
+  model = transformers.T5ForConditionalGeneration.from_pretrained(directory, **kwargs)
+  return model, {k: v for k, v in model.state_dict().items()}
+
+
+def test_save_hf_in_bfloat16_is_what_save_pretrained_writes_in_bfloat16(tmp_path):
+  model = _random_hf_model("t5_1_1", seed=4).to(torch.bfloat16)
+  model.save_pretrained(str(tmp_path / "theirs"))
+  config, params = checkpoints.load(str(tmp_path / "theirs"), dtype="bfloat16")
+  checkpoints.save_hf(config, params, str(tmp_path / "ours"))
+  _assert_written_like_save_pretrained(str(tmp_path / "ours"), str(tmp_path / "theirs"))
+  assert _json(tmp_path / "ours" / "config.json")["dtype"] == "bfloat16"
+  loaded, state = _state_of(str(tmp_path / "ours"), dtype="auto")
+  assert loaded.dtype == torch.bfloat16
+  for name, value in model.state_dict().items():
+    assert state[name].dtype == torch.bfloat16, name
+    assert torch.equal(state[name], value), name
+
+
+def test_save_hf_writes_a_float32_and_bfloat16_mix_leaf_by_leaf(tmp_path):
+  import ml_dtypes  # pylint: disable=import-outside-toplevel
+  config = _our_config("t5_1_1")
+  flat = tree.flatten(fx.random_params(config, seed=5))
+  # Norm scales kept float32, every kernel and table bfloat16.
+  mixed = {k: v if k.endswith("/scale") else v.astype(ml_dtypes.bfloat16)
+           for k, v in flat.items()}
+  checkpoints.save_hf(config, tree.unflatten(mixed), str(tmp_path))
+  assert _json(tmp_path / "config.json")["dtype"] == "float32"
+  _, state = _state_of(str(tmp_path))
+  assert state["encoder.final_layer_norm.weight"].dtype == torch.float32
+  np.testing.assert_array_equal(state["encoder.final_layer_norm.weight"].numpy(),
+                                flat["encoder/encoder_norm/scale"])
+  # bfloat16 values are float32 values with the low 16 bits zero: exact after upcasting.
+  np.testing.assert_array_equal(
+      state["encoder.block.0.layer.0.SelfAttention.q.weight"].float().numpy(),
+      mixed["encoder/layers_0/attention/query/kernel"].astype(np.float32).T)
+
+
+def test_save_hf_drop_prompt_writes_the_frozen_model_without_the_prompts(tmp_path):
+  config = _our_config("t5_1_1")
+  params = fx.random_params(config, seed=6)
+  checkpoints.save_hf(config, params, str(tmp_path / "plain"))
+  prompted = tree.flatten(params)
+  prompted["encoder/prompt/prompt"] = np.ones((3, 16), np.float32)
+  prompted["decoder/prompt/prompt"] = np.ones((2, 16), np.float32)
+  checkpoints.save_hf(config, tree.unflatten(prompted), str(tmp_path / "dropped"),
+                      drop_prompt=True)
+  plain, dropped = hf.read_state(str(tmp_path / "plain")), hf.read_state(
+      str(tmp_path / "dropped"))
+  assert sorted(dropped) == sorted(plain)
+  for name in plain:
+    np.testing.assert_array_equal(dropped[name], plain[name], err_msg=name)
+  assert _json(tmp_path / "dropped" / "config.json") == _json(tmp_path / "plain" / "config.json")
+
+
+def test_save_hf_checks_shapes_before_writing_and_says_so(tmp_path):
+  config = _our_config("t5_1_1")
+  flat = tree.flatten(fx.random_params(config, seed=7))
+  flat["encoder/layers_1/mlp/wo/kernel"] = np.zeros((30, 16), np.float32)
+  with pytest.raises(ValueError, match=r"^params to save: parameters do not match the model "
+                                       r"config.*\n  wrong shape \(1\):\n    encoder/layers_1/"
+                                       r"mlp/wo/kernel: expected \(32, 16\), found \(30, 16\)"):
+    checkpoints.save_hf(config, tree.unflatten(flat), str(tmp_path / "out"))
+  assert not os.path.exists(tmp_path / "out")
+
+
+# ------------------------------------------------------ PyTorch .bin files
+
+
+def test_a_bfloat16_pytorch_bin_saved_on_a_gpu_loads_on_the_cpu(hf_checkpoint, tmp_path):
+  """Most .bin files on the Hub were written from CUDA tensors, many in bfloat16."""
+  _, model, directory = hf_checkpoint
+  import torch.serialization  # pylint: disable=import-outside-toplevel
+  state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+  # torch.save records each storage's device with `location_tag`; write "cuda:0" as
+  # a GPU machine would, so loading needs map_location when CUDA is absent.
+  tag = torch.serialization.location_tag
+  torch.serialization.location_tag = lambda storage: "cuda:0"
+  try:
+    torch.save(state, tmp_path / "pytorch_model.bin")
+  finally:
+    torch.serialization.location_tag = tag
+  shutil.copy(os.path.join(directory, "config.json"), tmp_path / "config.json")
+  _, params = checkpoints.load(str(tmp_path))
+  # The reference: the same weights read from transformers' safetensors file, rounded
+  # to bfloat16 as torch rounded them.
+  import ml_dtypes  # pylint: disable=import-outside-toplevel
+  want, got = tree.flatten(checkpoints.load(directory)[1]), tree.flatten(params)
+  assert sorted(got) == sorted(want)
+  for path, value in want.items():
+    assert got[path].dtype == np.float32, path
+    np.testing.assert_array_equal(got[path], value.astype(ml_dtypes.bfloat16).astype(np.float32),
+                                  err_msg=path)
+
+
+def test_a_pytorch_bin_that_runs_code_when_unpickled_is_refused(hf_checkpoint, tmp_path):
+  _, model, directory = hf_checkpoint
+  marker = tmp_path / "code_ran"
+
+  class _RunsCode:
+    def __reduce__(self):
+      return (os.mkdir, (str(marker),))
+
+  torch.save(dict(model.state_dict(), payload=_RunsCode()), tmp_path / "pytorch_model.bin")
+  shutil.copy(os.path.join(directory, "config.json"), tmp_path / "config.json")
+  import pickle  # pylint: disable=import-outside-toplevel
+  with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    checkpoints.load(str(tmp_path))
+  assert not marker.exists()

@@ -69,6 +69,30 @@ def test_unlabelled_targets_and_length_mismatch_raise():
     metrics.accuracy([], [])
   with pytest.raises(ValueError, match="record: 1 of 1 targets have no answers"):
     metrics.record([{"group": (0, 0), "answers": []}], ["x"])
+  answered = {"group": (0, 0), "answers": ["x"]}
+  with pytest.raises(ValueError, match="record: 2 targets and 1 predictions"):
+    metrics.record([answered, answered], ["x"])
+  with pytest.raises(ValueError, match="record: 0 targets and 0 predictions"):
+    metrics.record([], [])
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("accuracy", metrics.accuracy), ("illegal_label_rate", metrics.illegal_label_rate),
+    ("f1", metrics.f1), ("macro_f1", metrics.macro_f1(3)),
+    ("matthews_corrcoef", metrics.matthews_corrcoef), ("multirc", metrics.multirc),
+    ("gender_parity", metrics.gender_parity), ("pearson_corrcoef", metrics.pearson_corrcoef),
+    ("spearman_corrcoef", metrics.spearman_corrcoef),
+    ("unparsable_rate", metrics.unparsable_rate)])
+def test_every_metric_names_itself_when_it_gets_no_examples(name, fn):
+  with pytest.raises(ValueError, match=f"^{name}: 0 targets and 0 predictions; expected"):
+    fn([], [])
+
+
+def test_class_ids_given_as_text_are_read_as_ints():
+  # A task without a postprocessor hands seqio's metrics the decoded text.
+  got = metrics.accuracy(["1", "0", "1"], ["1", "1", "-1"])
+  assert got == {"accuracy": pytest.approx(100 / 3)}
+  assert metrics.f1(["1", "0"], ["1", "-1"]) == {"f1": pytest.approx(100 * 2 / 3)}  # tp 1, fp 1
 
 
 # -------------------------------------------------------------------- STS-B
@@ -85,6 +109,28 @@ def test_correlations_match_scipy():
   assert metrics.spearman_corrcoef([1, 2, 3], [1, 10, 100])["spearman_corrcoef"] == 100.0
 
 
+def test_correlations_need_two_points_and_as_many_predictions_as_targets():
+  # Two points always lie on a line: +-100.
+  assert metrics.pearson_corrcoef([1, 2], [3, 5])["pearson_corrcoef"] == pytest.approx(100)
+  assert metrics.spearman_corrcoef([1, 2], [5, 3])["spearman_corrcoef"] == pytest.approx(-100)
+  assert metrics.unparsable_rate([1.0, 2.0], [-1.0, 2.0]) == {"unparsable_rate": 50.0}
+  with pytest.raises(ValueError, match=r"^pearson_corrcoef: 1 targets and 1 predictions; "
+                                       r"expected the same number, >= 2"):
+    metrics.pearson_corrcoef([1.0], [1.0])
+  with pytest.raises(ValueError, match="^spearman_corrcoef: 3 targets and 2 predictions"):
+    metrics.spearman_corrcoef([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_stsb_scores_given_as_text_are_read_as_floats():
+  # A task without the score postprocessor hands the metrics the decoded text.
+  assert metrics.pearson_corrcoef(["1", "2.5", "3"], ["2", "5", "6"])["pearson_corrcoef"] == \
+      pytest.approx(100 * scipy.stats.pearsonr([1, 2.5, 3], [2, 5, 6])[0])
+  # ranked as numbers, not as strings ("10" < "9")
+  assert metrics.spearman_corrcoef(["9", "10", "11"], ["1", "2", "3"]) == {
+      "spearman_corrcoef": pytest.approx(100)}
+  assert metrics.unparsable_rate(["1", "2"], ["-1", "2"]) == {"unparsable_rate": 50.0}
+
+
 def test_stsb_postprocessing_and_unparsable_rate():
   assert postprocessors.score("3.4") == 3.4
   assert postprocessors.score("three") == postprocessors.UNPARSABLE_SCORE
@@ -92,6 +138,8 @@ def test_stsb_postprocessing_and_unparsable_rate():
   assert postprocessors.score("", example={"label": np.float32(2.25)}, is_target=True) == 2.25
   got = metrics.unparsable_rate([1.0, 2.0, 3.0, 4.0], [1.0, -1.0, 3.0, -1.0])
   assert got == {"unparsable_rate": 50.0}
+  got = metrics.unparsable_rate([1.0, 2.0, 3.0, 4.0], [1.0, -1.0, 3.0, 4.0])
+  assert got == {"unparsable_rate": 25.0}
 
 
 # ------------------------------------------------------------------ MultiRC
@@ -164,9 +212,17 @@ def test_gender_parity_by_hand_and_broken_pairs(caplog):
   broken = [dict(t, group=(i, "h")) for i, t in enumerate(targets)]
   with caplog.at_level(logging.WARNING):
     assert metrics.gender_parity(broken, preds) == {}
-  assert "4 of 4 pairs" in caplog.text
+  assert caplog.messages == [
+      "gender_parity: 4 of 4 pairs are not two examples with one hypothesis; expected AX-g "
+      "ids 2k, 2k+1 to be a pair. Parity is not reported."]
   ex = {"idx": np.int32(5), "hypothesis": b"The doctor was kind.", "label": np.int32(0)}
   assert postprocessors.gender_pair(ex) == (2, "The doctor was kind.")
+
+
+def test_gender_parity_is_the_share_of_pairs_whose_predictions_agree():
+  targets = [{"group": (g, "h"), "value": 0} for g in (0, 0, 1, 1, 2, 2)]
+  preds = [dict(t, value=v) for t, v in zip(targets, [0, 0, 1, 1, 0, 1])]  # agree, agree, not
+  assert metrics.gender_parity(targets, preds) == {"gender_parity": pytest.approx(200 / 3)}
 
 
 # ------------------------------------------------------ rank classification
@@ -175,19 +231,23 @@ def _rank_targets(labels, num_options):
           for i, label in enumerate(labels) for o in range(num_options)]
 
 
-def test_rank_classification_takes_the_argmax_per_example():
+def test_rank_classification_takes_the_argmax_per_example(caplog):
   targets = _rank_targets([0, 2, 1], 3)
   scores = [-1.0, -2.0, -3.0,      # example 0 -> option 0 (right)
             -5.0, -4.0, -0.5,      # example 1 -> option 2 (right)
             -0.1, -2.0, -0.1]      # example 2 -> tie 0/2 -> lower option 0 (wrong)
   fn = metrics.rank_classification([metrics.accuracy, metrics.macro_f1(3)])
-  got = fn(targets, scores)
+  with caplog.at_level(logging.WARNING):
+    got = fn(targets, scores)
+  assert not caplog.records  # every example has all its options: nothing left out
   assert got["accuracy"] == pytest.approx(200 / 3)
   # predictions [0, 2, 0] vs [0, 2, 1]: F1 class0 2/3, class1 0, class2 1
   assert got["macro_f1"] == pytest.approx(100 * (2 / 3 + 0 + 1) / 3)
   # the order of option examples does not matter
   order = np.random.default_rng(0).permutation(len(targets))
   assert fn([targets[i] for i in order], [scores[i] for i in order]) == got
+  # scores as an [N, 1] column are the same N scores
+  assert fn(targets, np.asarray(scores).reshape(-1, 1)) == got
 
 
 def test_rank_classification_with_grouped_labels_and_errors(caplog):
@@ -198,7 +258,8 @@ def test_rank_classification_with_grouped_labels_and_errors(caplog):
   fn = metrics.rank_classification([metrics.accuracy])
   with caplog.at_level(logging.WARNING):
     assert fn(_rank_targets([1, 0], 2)[:3], [-1.0, -0.5, -0.2]) == {"accuracy": 100.0}
-  assert "1 of 2 examples miss some options" in caplog.text
+  assert caplog.messages == [
+      "rank_classification: 1 of 2 examples miss some options and are left out."]
   dup = _rank_targets([1], 2) + _rank_targets([1], 2)[:1]
   with pytest.raises(ValueError, match=r"example \(0,\) has option 0 twice"):
     fn(dup, [0.0, 0.0, 0.0])

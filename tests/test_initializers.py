@@ -10,9 +10,11 @@ TABLE = np.arange(40 * 4, dtype=np.float32).reshape(40, 4) / 7.0  # [V=40, D=4],
 
 
 def test_random_uniform_covers_minus_half_to_half():
-  x = initializers.random_uniform(0.5)(jax.random.PRNGKey(0), (100, 64))
-  assert x.shape == (100, 64) and x.dtype == np.float32
-  assert -0.5 <= x.min() < -0.49 and 0.49 < x.max() <= 0.5
+  # The default is the paper's scale, 0.5.
+  for init in (initializers.random_uniform(0.5), initializers.random_uniform()):
+    x = init(jax.random.PRNGKey(0), (100, 64))
+    assert x.shape == (100, 64) and x.dtype == np.float32
+    assert -0.5 <= x.min() < -0.49 and 0.49 < x.max() <= 0.5
 
 
 def test_sampled_vocab_rows_are_distinct_rows_of_the_first_n_ids():
@@ -67,6 +69,7 @@ def test_class_labels_fill_every_position_when_there_are_as_many_labels():
 
   labels = ["no", "yes", "maybe"]
   x = initializers.class_labels(labels, vocab, fill=fill)(jax.random.PRNGKey(0), (3, 4), table)
+  assert x.dtype == np.float32
   for i, label in enumerate(labels):
     np.testing.assert_allclose(x[i], table[vocab.encode(label)].mean(0), rtol=1e-6)
 
@@ -82,3 +85,111 @@ def test_class_labels_are_averaged_over_the_words_of_a_multi_word_label():
       jax.random.PRNGKey(0), (4, 4), table)
   np.testing.assert_allclose(x[0], (table[ids[0]] + table[ids[1]]) / 2, rtol=1e-6)
   np.testing.assert_allclose(x[1], table[vocab.encode("dog")[0]], rtol=1e-6)
+
+
+class _FixedIds:
+  """A vocabulary stand-in whose `encode` returns the ids it was given."""
+
+  def __init__(self, ids):
+    self.ids = list(ids)
+
+  def encode(self, text):
+    del text
+    return self.ids
+
+
+def test_token_ids_must_be_rows_of_the_table_and_id_0_is_one():
+  # TABLE has 40 rows: ids 0 (T5's pad, still a row) and 39 are in, 40 is not.
+  x = initializers.from_text("x", _FixedIds([0, 39]))(jax.random.PRNGKey(0), (2, 4), TABLE)
+  np.testing.assert_array_equal(x, TABLE[[0, 39]])
+  x = initializers.class_labels(["x"], _FixedIds([0]))(jax.random.PRNGKey(0), (1, 4), TABLE)
+  np.testing.assert_array_equal(x, TABLE[[0]])
+  for bad in (40, -1):
+    with pytest.raises(ValueError, match=rf"from_text: 'x' tokenizes to ids \[{bad}\] outside "
+                                         r"the embedding table's 40 rows"):
+      initializers.from_text("x", _FixedIds([3, bad]))(jax.random.PRNGKey(0), (4, 4), TABLE)
+    with pytest.raises(ValueError, match=rf"class_labels: 'x' tokenizes to ids \[{bad}\]"):
+      initializers.class_labels(["x"], _FixedIds([bad]))(jax.random.PRNGKey(0), (4, 4), TABLE)
+
+
+def test_the_positions_after_the_text_come_from_the_given_fill_as_float32():
+  vocab = seqio.ByteVocabulary()
+  table = np.random.RandomState(5).randn(300, 4).astype(np.float32)
+  calls = []
+
+  def fill(rng, shape, embedding):  # float64 on purpose
+    calls.append(shape)
+    return np.full(shape, 0.25, np.float64)
+
+  for init, first in ((initializers.from_text("hi", vocab, fill=fill), table[vocab.encode("hi")]),
+                      (initializers.class_labels(["hi", "c"], vocab, fill=fill),
+                       [table[vocab.encode("hi")].mean(0), table[vocab.encode("c")][0]])):
+    x = init(jax.random.PRNGKey(0), (5, 4), table)
+    assert x.shape == (5, 4) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:2], first, rtol=1e-6)
+    np.testing.assert_array_equal(x[2:], np.full((3, 4), 0.25, np.float32))
+  assert calls == [(3, 4), (3, 4)]
+
+
+def test_a_text_of_exactly_prompt_length_tokens_fills_the_whole_prompt():
+  vocab = seqio.ByteVocabulary()
+  table = np.random.RandomState(6).randn(300, 4).astype(np.float32)
+
+  def fill(*args):
+    raise AssertionError(f"fill called with {args}: no position is left for it")
+
+  x = initializers.from_text("hi", vocab, fill=fill)(jax.random.PRNGKey(0), (2, 4), table)
+  assert x.dtype == np.float32
+  np.testing.assert_array_equal(x, table[vocab.encode("hi")])
+  with pytest.raises(ValueError, match="from_text: 'hi!' is 3 tokens but PROMPT_LENGTH=2"):
+    initializers.from_text("hi!", vocab, fill=fill)(jax.random.PRNGKey(0), (2, 4), table)
+
+
+def test_class_labels_default_fill_is_distinct_rows_of_the_table():
+  vocab = seqio.ByteVocabulary()
+  table = np.random.RandomState(7).randn(300, 4).astype(np.float32)
+  x = initializers.class_labels(["ab"], vocab)(jax.random.PRNGKey(0), (6, 4), table)
+  ids = [int(np.flatnonzero((table == row).all(1))[0]) for row in x[1:]]
+  assert len(set(ids)) == 5  # sampled_vocab(5000), clipped to the table's 300 rows
+
+
+def test_class_labels_must_be_a_list_of_labels():
+  vocab = seqio.ByteVocabulary()
+  for labels in ("True", []):
+    with pytest.raises(ValueError, match=r"CLASS_LABELS=.*; expected a non-empty list of label "
+                                         r"strings"):
+      initializers.class_labels(labels, vocab)
+
+
+@pytest.mark.parametrize("name,build", [
+    ("random_uniform", initializers.random_uniform),
+    ("class_labels", lambda: initializers.class_labels(["a"], seqio.ByteVocabulary())),
+    ("from_text", lambda: initializers.from_text("a", seqio.ByteVocabulary())),
+    ("from_file", lambda: initializers.from_file("unused.npy"))])
+def test_initializer_errors_name_the_initializer(name, build):
+  table = np.zeros((300, 4), np.float32)
+  with pytest.raises(ValueError, match=rf"^{name}: prompt shape \(0, 4\); expected"):
+    build()(jax.random.PRNGKey(0), (0, 4), table)
+  if name in ("random_uniform", "from_file"):
+    return
+  with pytest.raises(ValueError, match=rf"^{name} needs the frozen \[V, D\] embedding table"):
+    build()(jax.random.PRNGKey(0), (3, 4), None)
+  with pytest.raises(ValueError, match=rf"^{name}: embedding table has shape \(300, 4\); "
+                                       r"expected \[vocab_size, d_model=8\]"):
+    build()(jax.random.PRNGKey(0), (3, 8), table)
+  empty = (initializers.class_labels([""], seqio.ByteVocabulary()) if name == "class_labels"
+           else initializers.from_text("", seqio.ByteVocabulary()))
+  with pytest.raises(ValueError, match=rf"^{name}: '' tokenizes to no tokens"):
+    empty(jax.random.PRNGKey(0), (3, 4), table)
+
+
+def test_from_file_returns_float32_and_refuses_a_pickled_array(tmp_path):
+  prompt = np.random.RandomState(8).randn(3, 4)  # float64 on disk
+  np.save(tmp_path / "p64.npy", prompt)
+  got = initializers.from_file(str(tmp_path / "p64.npy"))(jax.random.PRNGKey(0), (3, 4), None)
+  assert got.dtype == np.float32
+  np.testing.assert_array_equal(got, prompt.astype(np.float32))
+  # An object array is a pickle: loading it could run code, so it is refused.
+  np.save(tmp_path / "obj.npy", prompt.astype(object), allow_pickle=True)
+  with pytest.raises(ValueError, match="PROMPT_FILE=.*obj.npy.*allow_pickle=False"):
+    initializers.from_file(str(tmp_path / "obj.npy"))(jax.random.PRNGKey(0), (3, 4), None)
