@@ -17,6 +17,7 @@ LAYERS = [
     {"losses"},
     {"eval", "infer"},
     {"train"},
+    {"compare"},
     {"demo", "testing", "cli"},
 ]
 

@@ -26,6 +26,8 @@ _COMMANDS = {
     "nearest": ("prompt_tuning.cli.nearest", "a prompt's nearest vocabulary tokens and norms"),
     "design": ("prompt_tuning.cli.design",
                "evaluate a hard text prompt (prompt design), nothing trained"),
+    "compare": ("prompt_tuning.cli.compare",
+                "every method on one frozen model and task: one table and plot"),
     "show-tasks": ("prompt_tuning.cli.show_tasks",
                    "list registered seqio tasks / print examples"),
 }
