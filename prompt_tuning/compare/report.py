@@ -1,0 +1,93 @@
+"""The comparison's outputs: a Markdown table, the same rows as JSON, and a PNG.
+
+The plot is score against trainable parameters (log x), one point per method;
+methods that train nothing (prompt design) sit at the left edge, marked "0".
+"""
+import json
+import math
+import os
+from typing import Optional, Sequence
+
+COLUMNS = ("label", "method", "score", "trainable_params", "trainable_pct",
+           "bytes_per_task", "step_time_s", "peak_memory_gib", "steps_to_best",
+           "wall_s_to_best")
+
+
+def with_percent(row: dict) -> dict:
+  """`row` plus trainable_pct, trainable params as a percentage of the pretrained model."""
+  total = row.get("model_params")
+  pct = 100.0 * row["trainable_params"] / total if total else None
+  return {**row, "trainable_pct": pct}
+
+
+def _size(n: Optional[float]) -> str:
+  if n is None:
+    return "-"
+  for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+    if n >= scale:
+      return f"{n / scale:.1f} {unit}"
+  return f"{int(n)} B"
+
+
+def _num(value, fmt: str, unit: str = "") -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return "-"
+  return format(value, fmt) + unit
+
+
+def markdown(rows: Sequence[dict], metric: str) -> str:
+  """The table, one row per method, in the order they ran."""
+  lines = [f"| method | {metric} (best checkpoint) | trainable params | % of model | "
+           "bytes per task | train step | peak memory | steps to best | wall time to best |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    if "error" in r:
+      lines.append(f"| {r['label']} | failed: {r['error'][:100]} | | | | | | | |")
+      continue
+    name = r["label"] if r["label"] == r["method"] else f"{r['label']} ({r['method']})"
+    lines.append(
+        f"| {name} | {_num(r['score'], '.2f')} | {r['trainable_params']:,} | "
+        f"{_num(r['trainable_pct'], '.3g', '%')} | {_size(r['bytes_per_task'])} | "
+        f"{_num(r['step_time_s'] and 1e3 * r['step_time_s'], '.0f', ' ms')} | "
+        f"{_num(r['peak_memory_gib'], '.2f', ' GiB')} | {r['steps_to_best']} | "
+        f"{_num(r['wall_s_to_best'], '.0f', ' s')} |")
+  return "\n".join(lines)
+
+
+def plot(rows: Sequence[dict], metric: str, out_path: str) -> str:
+  """Score against trainable parameters (log x), one labelled point per method."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  done = [r for r in rows if "error" not in r]
+  trained = [r["trainable_params"] for r in done if r["trainable_params"]]
+  floor = 10 ** math.floor(math.log10(min(trained))) / 10 if trained else 1.0
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for r in done:
+    x = r["trainable_params"] or floor
+    ax.scatter([x], [r["score"]], marker="x" if not r["trainable_params"] else "o", s=50)
+    ax.annotate(r["label"] + ("  (0 params)" if not r["trainable_params"] else ""),
+                (x, r["score"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+  ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=metric,
+         title="score against trainable parameters, one frozen model")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.margins(x=0.25, y=0.1)
+  fig.tight_layout()
+  fig.savefig(out_path, dpi=100)
+  plt.close(fig)
+  return out_path
+
+
+def write(rows: Sequence[dict], metric: str, output_dir: str, info: dict) -> dict:
+  """Writes compare.md, compare.json and compare.png to `output_dir`; returns their paths."""
+  os.makedirs(output_dir, exist_ok=True)
+  paths = {k: os.path.join(output_dir, f"compare.{k}") for k in ("md", "json", "png")}
+  table = markdown(rows, metric)
+  for key, text in (("md", table + "\n"),
+                    ("json", json.dumps({**info, "metric": metric, "rows": list(rows)},
+                                        indent=1) + "\n")):
+    with open(paths[key] + ".tmp", "w") as f:
+      f.write(text)
+    os.replace(paths[key] + ".tmp", paths[key])
+  plot(rows, metric, paths["png"])
+  return paths
