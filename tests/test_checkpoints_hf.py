@@ -307,7 +307,7 @@ def test_save_hf_config_and_header_are_what_save_pretrained_writes(hf_checkpoint
 
 def _state_of(directory, **kwargs):
   model = transformers.T5ForConditionalGeneration.from_pretrained(directory, **kwargs)
-  return model, {k: v for k, v in model.state_dict().items()}
+  return model, model.state_dict()
 
 
 def test_save_hf_in_bfloat16_is_what_save_pretrained_writes_in_bfloat16(tmp_path):

@@ -3,7 +3,9 @@
 The checkpoints are written by `t5x_fixtures` in T5X's own on-disk layout,
 optimizer state included, then read with `checkpoints.load`.
 """
+import copy
 import os
+import re
 import shutil
 
 import numpy as np
@@ -12,8 +14,8 @@ from flax import serialization
 
 from prompt_tuning import checkpoints
 from prompt_tuning import tree
-from prompt_tuning.checkpoints import t5x
-from prompt_tuning.models import get_config
+from prompt_tuning.checkpoints import t5x, validation
+from prompt_tuning.models import T5Config, get_config
 from prompt_tuning.prompts import export
 from prompt_tuning.prompts.spec import PROMPT_PATH, REFERENCE_PROMPT_PATH
 
@@ -312,7 +314,9 @@ def test_missing_tensorstore_array_is_named(tmp_path):
   params = fx.random_params(CONFIG, seed=9)
   step_dir = fx.write_legacy_checkpoint(str(tmp_path), 1, params)
   shutil.rmtree(os.path.join(step_dir, "target.decoder.layers_1.mlp.wo.kernel"))
-  with pytest.raises(ValueError, match=r"decoder/layers_1/mlp/wo/kernel \("
+  file = os.path.join(step_dir, "checkpoint")
+  with pytest.raises(ValueError, match=rf"^{re.escape(file)}: cannot open the tensorstore "
+                                       r"array of decoder/layers_1/mlp/wo/kernel \("
                                        r"target\.decoder\.layers_1\.mlp\.wo\.kernel/ under "):
     checkpoints.load(step_dir)
 
@@ -321,3 +325,194 @@ def test_bad_dtype_argument(legacy):
   with pytest.raises(ValueError, match=r"dtype='float16'; expected one of \('float32', "
                                        r"'bfloat16'\)"):
     checkpoints.load(legacy[2], dtype="float16")
+
+
+# ------------------------------------- Orbax trees, written with Orbax's own API
+
+
+def _orbax_save(directory, tree_to_save, use_ocdbt=True):
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler(use_ocdbt=use_ocdbt)) as checkpointer:
+    checkpointer.save(directory, args=ocp.args.PyTreeSave(tree_to_save))
+  return directory
+
+
+@pytest.mark.parametrize("layout", ["t5x", "params", "bare"])
+def test_orbax_params_are_found_in_each_layout(layout, tmp_path):
+  # T5X's {"target", "state"}; flax / Orbax examples' {"params": ...}; the params alone.
+  params = fx.random_params(CONFIG, seed=10)
+  stored = {"t5x": {"target": params, "state": fx.adafactor_state(params, 5)},
+            "params": {"params": params, "step": np.int32(5)},
+            "bare": params}[layout]
+  directory = _orbax_save(str(tmp_path / "state"), stored)
+  config, loaded = t5x.load_orbax(directory)  # default dtype: float32
+  assert config == CONFIG.replace(dropout_rate=0.1)
+  _assert_same_params(params, loaded)
+  # A given config is the one returned (dropout_rate cannot be read off shapes).
+  assert t5x.load_orbax(directory, config=CONFIG)[0] == CONFIG
+
+
+def test_orbax_without_params_is_refused_naming_the_directory(tmp_path):
+  params = fx.random_params(CONFIG, seed=11)
+  directory = _orbax_save(str(tmp_path / "state"), {"state": fx.adafactor_state(params, 5)})
+  with pytest.raises(ValueError, match=rf"^{re.escape(directory)}: no params in the Orbax "
+                                       r"checkpoint; expected a 'target' \(T5X\) or 'params' "
+                                       r"subtree, found \['state'\]"):
+    t5x.load_orbax(directory)
+
+
+def test_orbax_shape_errors_name_the_directory(tmp_path):
+  flat = tree.flatten(fx.random_params(CONFIG, seed=12))
+  wrong = dict(flat, **{"encoder/layers_1/mlp/wo/kernel": np.zeros((30, 16), np.float32)})
+  directory = _orbax_save(str(tmp_path / "wrong"), {"target": tree.unflatten(wrong)})
+  with pytest.raises(ValueError, match=rf"^{re.escape(directory)}: parameters do not match"):
+    t5x.load_orbax(directory)
+
+
+def test_orbax_reference_prompt_path_is_mapped(tmp_path):
+  flat = tree.flatten(fx.random_params(CONFIG, seed=13))
+  prompt = np.random.default_rng(1).uniform(-0.5, 0.5, (4, 16)).astype(np.float32)
+  directory = _orbax_save(str(tmp_path / "state"),
+                          {"target": tree.unflatten(dict(flat, **{REFERENCE_PROMPT_PATH: prompt}))})
+  _, loaded = t5x.load_orbax(directory)
+  loaded = tree.flatten(loaded)
+  assert REFERENCE_PROMPT_PATH not in loaded
+  np.testing.assert_array_equal(loaded[PROMPT_PATH], prompt)
+
+
+def test_orbax_optimizer_state_is_not_read(tmp_path):
+  # Without OCDBT (older Orbax / T5X) each leaf is a zarr array in its own directory,
+  # named by its dotted path. Orbax opens every array's metadata (.zarray) even for a
+  # partial restore, so the optimizer state's chunks are removed: reading any of them
+  # would fail (Orbax writes its specs with fill_missing_data_reads=false).
+  params = fx.random_params(CONFIG, seed=14)
+  directory = _orbax_save(str(tmp_path / "state"),
+                          {"target": params, "state": fx.adafactor_state(params, 5)},
+                          use_ocdbt=False)
+  removed = 0
+  for name in os.listdir(directory):
+    if name.startswith("state."):
+      for chunk in os.listdir(os.path.join(directory, name)):
+        if chunk != ".zarray":
+          os.remove(os.path.join(directory, name, chunk))
+          removed += 1
+  assert removed and os.path.isdir(os.path.join(directory, "target.token_embedder.embedding"))
+  _assert_same_params(params, t5x.load_orbax(directory)[1])
+
+
+# ------------------------------------------- older and malformed legacy layouts
+
+
+def _rewrite_msgpack(step_dir, edit):
+  path = os.path.join(step_dir, "checkpoint")
+  with open(path, "rb") as f:
+    contents = serialization.msgpack_restore(f.read())
+  contents = edit(contents)
+  with open(path, "wb") as f:
+    f.write(serialization.msgpack_serialize(contents))
+  return path
+
+
+def _map_specs(node, fn):
+  if isinstance(node, dict) and "driver" in node:
+    return fn(node)
+  if isinstance(node, dict):
+    return {k: _map_specs(v, fn) for k, v in node.items()}
+  return node
+
+
+def test_specs_of_tensorstore_before_0_1_14_keep_the_path_outside_the_kvstore(tmp_path):
+  params = fx.random_params(CONFIG, seed=15)
+  step_dir = fx.write_legacy_checkpoint(str(tmp_path), 1, params)
+
+  def edit(contents):
+    def move(spec):  # {"driver": "zarr", "path": ..., "metadata": ...}, no kvstore
+      out = {k: v for k, v in spec.items() if k != "kvstore"}
+      out["path"] = spec["kvstore"]["path"]
+      return out
+    contents["optimizer"]["target"] = _map_specs(contents["optimizer"]["target"], move)
+    return contents
+
+  file = _rewrite_msgpack(step_dir, edit)
+  with open(file, "rb") as f:
+    target = _leaves(serialization.msgpack_restore(f.read())["optimizer"]["target"])
+  specs = [v for v in target.values() if isinstance(v, dict)]
+  assert specs and all("kvstore" not in s and "path" in s for s in specs)
+  _assert_same_params(params, t5x.load_legacy(file)[1])  # default dtype: float32
+
+
+def test_a_plain_flax_checkpoint_without_the_optimizer_wrapper(tmp_path):
+  # flax's checkpoints before T5X's optimizer wrapper: {"target": params}, inline.
+  params = fx.random_params(CONFIG, seed=16)
+  (tmp_path / "checkpoint").write_bytes(serialization.msgpack_serialize({"target": params}))
+  _assert_same_params(params, t5x.load_legacy(str(tmp_path / "checkpoint"))[1])
+
+
+def test_legacy_errors_name_the_file_and_the_parameter(tmp_path):
+  file = str(tmp_path / "junk" / "checkpoint")
+  os.makedirs(os.path.dirname(file))
+  with open(file, "wb") as f:
+    f.write(serialization.msgpack_serialize({"version": 3, "optimizer": "junk"}))
+  with pytest.raises(ValueError, match=rf"^{re.escape(file)}: no 'target' \(params\) in the "
+                                       r"T5X checkpoint; .*found str\.$"):
+    t5x.load_legacy(file)
+
+  params = fx.random_params(CONFIG, seed=17)
+  step_dir = fx.write_legacy_checkpoint(str(tmp_path / "nometa"), 1, params)
+  name = "encoder/layers_0/mlp/wo/kernel"
+
+  def drop_metadata(contents):
+    leaf = contents["optimizer"]["target"]["encoder"]["layers_0"]["mlp"]["wo"]["kernel"]
+    del leaf["metadata"]
+    return contents
+
+  file = _rewrite_msgpack(step_dir, drop_metadata)
+  with pytest.raises(ValueError, match=rf"^{re.escape(file)}: tensorstore spec of {name} "
+                                       r"has no metadata\.shape"):
+    t5x.load_legacy(file)
+
+
+def test_absolute_spec_leaves_its_input_alone_and_needs_no_metadata():
+  spec = {"driver": "zarr", "dtype": "float32",
+          "kvstore": {"driver": "file", "path": "target.x"},
+          "metadata": {"shape": [4], "chunks": [2], "compressor": {"id": "gzip"}}}
+  before = copy.deepcopy(spec)
+  assert t5x.absolute_spec(spec, "/c")["metadata"] == {"shape": [4]}
+  assert spec == before
+  bare = {"driver": "zarr", "kvstore": {"driver": "file", "path": "target.x"}}
+  assert t5x.absolute_spec(bare, "/c") == {
+      "driver": "zarr", "kvstore": {"driver": "file", "path": "/c/target.x"}}
+
+
+# ------------------------------------------------ the config read off the shapes
+
+
+def test_derive_config_reads_the_architecture_off_the_shapes():
+  derive = validation.derive_config
+  # 8 relative-position buckets, not T5Config's default 32.
+  assert derive(fx.random_params(CONFIG.replace(relative_attention_num_buckets=8))) == \
+      CONFIG.replace(relative_attention_num_buckets=8, dropout_rate=0.1)
+  # No layers in a stack is 0 layers (T5Config allows it), not an error and not 1.
+  assert derive(fx.random_params(CONFIG.replace(num_decoder_layers=0))).num_decoder_layers == 0
+  # One MLP input kernel: T5 1.0's ReLU, unless the base has another single activation.
+  single = fx.random_params(TIED)
+  assert derive(single).mlp_activations == ("relu",)
+  assert derive(single, base=T5Config(mlp_activations=("gelu",))).mlp_activations == ("gelu",)
+  # Two: the base's pair if it has two, else T5 1.1's gated GELU.
+  gated = fx.random_params(CONFIG)
+  assert derive(gated, base=T5Config(mlp_activations=("silu", "linear"))).mlp_activations == \
+      ("silu", "linear")
+  assert derive(gated, base=T5Config(mlp_activations=("relu",))).mlp_activations == \
+      ("gelu", "linear")
+
+
+def test_derive_config_errors_name_the_source_and_the_missing_parameter():
+  flat = tree.flatten(fx.random_params(CONFIG))
+  for missing in ("token_embedder/embedding", "encoder/relpos_bias/rel_embedding",
+                  "encoder/layers_0/attention/query/kernel"):
+    partial = tree.unflatten({k: v for k, v in flat.items() if k != missing})
+    with pytest.raises(ValueError, match=rf"^ckpt: cannot derive the model config: parameter "
+                                         rf"{missing} is missing"):
+      validation.derive_config(partial, "ckpt")
+    with pytest.raises(ValueError, match=r"^params: cannot derive"):  # the default name
+      validation.derive_config(partial)

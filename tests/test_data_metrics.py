@@ -255,6 +255,12 @@ def test_rank_classification_with_grouped_labels_and_errors(caplog):
   scores = [-3.0, -1.0, -3.0, -1.0]  # both pick option 1: first right, second wrong
   assert metrics.rank_classification([metrics.multirc])(targets, scores) == {
       "exact_match": 0.0, "f1a": pytest.approx(100 * 2 / 3)}
+  # The prediction has the label's form, the chosen option as its value (the docstring's
+  # contract, which a metric reading a prediction's group relies on).
+  seen = []
+  metrics.rank_classification([lambda t, p: seen.append((t, p)) or {}])(targets, scores)
+  assert seen == [([{"group": (0, 0), "value": 1}, {"group": (0, 0), "value": 0}],
+                   [{"group": (0, 0), "value": 1}, {"group": (0, 0), "value": 1}])]
   fn = metrics.rank_classification([metrics.accuracy])
   with caplog.at_level(logging.WARNING):
     assert fn(_rank_targets([1, 0], 2)[:3], [-1.0, -0.5, -0.2]) == {"accuracy": 100.0}

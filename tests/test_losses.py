@@ -108,3 +108,30 @@ def test_accuracy_counts_argmax_hits_on_real_tokens_only():
   _, metrics = losses.cross_entropy(LOGITS2, TARGETS2, WEIGHTS2, losses.LossConfig())
   hits = (LOGITS2.argmax(-1) == TARGETS2) * WEIGHTS2
   assert float(metrics["accuracy"]) == hits.sum()
+
+
+def test_eval_step_is_the_loss_without_dropout_against_numpy():
+  from prompt_tuning import tree  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.models import Transformer, get_config  # pylint: disable=import-outside-toplevel
+  import model_fixtures  # pylint: disable=import-outside-toplevel
+  model = Transformer(get_config("tiny", dropout_rate=0.5))  # dropout on would change it
+  params = model_fixtures.random_params(model, seed=3)
+  batch = {"encoder_input_tokens": np.array([[5, 6, 1], [7, 1, 0]], np.int32),
+           "decoder_input_tokens": np.array([[0, 9, 4], [0, 8, 0]], np.int32),
+           "decoder_target_tokens": np.array([[9, 4, 1], [8, 1, 0]], np.int32),
+           "decoder_loss_weights": np.array([[1, 1, 1], [1, 1, 0]], np.float32)}
+  logits = np.asarray(model.apply({"params": params}, batch["encoder_input_tokens"],
+                                  batch["decoder_input_tokens"],
+                                  batch["decoder_target_tokens"], enable_dropout=False),
+                      np.float64)
+  lp, log_z = _log_softmax(logits)
+  real = batch["decoder_loss_weights"] > 0
+  nll = -np.take_along_axis(lp, batch["decoder_target_tokens"][..., None], -1)[..., 0]
+  want_ce, want_z = nll[real].sum(), 1e-4 * (log_z[real] ** 2).sum()
+  trainable, frozen = tree.split(params, r"encoder/encoder_norm/scale")
+  step = losses.jit_eval_step(model, losses.LossConfig(z_loss=1e-4))
+  for _ in range(2):  # deterministic: no dropout key
+    got = step(trainable, frozen, batch)
+    np.testing.assert_allclose(got["loss"], want_ce + want_z, rtol=1e-5)
+    np.testing.assert_allclose(got["cross_entropy"], want_ce, rtol=1e-5)
+    assert float(got["num_tokens"]) == 5.0

@@ -249,3 +249,20 @@ def test_config_validation_names_the_field():
   with pytest.raises(ValueError, match="unknown T5 family 'gpt'"):
     get_config("base", family="gpt")
   assert get_config("xxl").emb_dim == 4096 and get_config("base").mlp_dim == 2048
+
+
+def test_combine_functions_keep_the_dtypes_and_suffix_keeps_the_padding_in_order():
+  # A float32 prompt joins bfloat16 embeddings as bfloat16 (the activation dtype); the
+  # int32 mask stays int32. The padding slots hold distinct values here, so the rows
+  # after a suffix prompt must be the input's padding rows, in their order.
+  p = jnp.broadcast_to(jnp.array([[100.0], [200.0]]), (2, 2, 1))      # [B=2, P=2, D=1]
+  emb = jnp.array([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [6.0]]], jnp.bfloat16)
+  mask = jnp.array([[1, 1, 1], [1, 0, 0]], jnp.int32)
+  want = {"prefix": [[100, 200, 1, 2, 3], [100, 200, 4, 5, 6]],
+          "after_bos": [[1, 100, 200, 2, 3], [4, 100, 200, 5, 6]],
+          "suffix": [[1, 2, 3, 100, 200], [4, 100, 200, 5, 6]]}
+  for name, rows in want.items():
+    x, m = jax.jit(prompt_lib.get_combine_fn(name))(p, emb, mask)
+    assert (x.dtype, m.dtype) == (jnp.bfloat16, jnp.int32), name
+    np.testing.assert_array_equal(np.asarray(x[..., 0], np.float32), rows, err_msg=name)
+    np.testing.assert_array_equal(m, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], err_msg=name)

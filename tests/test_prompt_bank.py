@@ -328,3 +328,28 @@ def test_bad_specs_and_mismatched_banks_are_refused():
       spec_lib.decoder_prompt(2, 4)
   with pytest.raises(ValueError, match="expected prompt_ids"):
     prompt_lib.select(jnp.zeros((2, 3, 4)), None, 5)
+
+
+def test_a_spec_read_off_a_stored_array():
+  from_array = spec_lib.PromptSpec.from_array
+  assert from_array("encoder", np.zeros((3, 16))) == spec_lib.encoder_prompt(3)
+  assert from_array("encoder", np.zeros((1, 16))) == spec_lib.encoder_prompt(1)  # P = 1
+  assert from_array("encoder", np.zeros((1, 1, 16))) == spec_lib.encoder_prompt(1)  # K = 1
+  assert from_array("encoder", np.zeros((2, 3, 16)), combine="suffix") == \
+      spec_lib.encoder_prompt(3, 2, combine="suffix")
+  # A decoder prompt is always a prefix, whatever the encoder's combination.
+  assert from_array("decoder", np.zeros((3, 16)), combine="suffix") == \
+      spec_lib.decoder_prompt(3)
+  with pytest.raises(ValueError, match=r"^encoder/prompt/prompt: prompt has shape \(0, 16\)"):
+    from_array("encoder", np.zeros((0, 16)))
+  with pytest.raises(ValueError, match=r"^a\.npy: prompt has shape \(3,\)"):
+    from_array("encoder", np.zeros(3), where="a.npy")
+
+
+def test_decoder_prompt_is_one_prefix_made_by_its_init():
+  spec = spec_lib.decoder_prompt(2)
+  assert (spec.stack, spec.length, spec.num_prompts, spec.combine) == ("decoder", 2, 1, "prefix")
+  ones = lambda rng, shape, embedding: np.ones(shape, np.float32)
+  made = initializers.make_prompt(spec_lib.decoder_prompt(2, init=ones),
+                                  np.zeros((8, 4), np.float32), jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(made, np.ones((2, 4), np.float32))

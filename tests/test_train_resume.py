@@ -55,6 +55,13 @@ def test_train_batches_from_k_are_the_stream_after_k_batches():
   assert not np.array_equal(first[0]["encoder_input_tokens"], first[3]["encoder_input_tokens"])
 
 
+def test_count_tokens_counts_real_input_and_target_tokens():
+  batch = {"encoder_input_tokens": np.array([[5, 6, 1, 0], [7, 1, 0, 0]]),    # 3 + 2 real
+           "decoder_input_tokens": np.array([[0, 9, 1], [0, 8, 0]]),        # not counted
+           "decoder_target_tokens": np.array([[9, 1, 0], [8, 0, 0]])}      # 2 + 1 real
+  assert inputs.count_tokens(batch) == 8
+
+
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
   straight = _train(tmp_path / "straight")
   assert straight.start_step == 0

@@ -5,9 +5,12 @@
 
 A survivor is either killed by a test or listed in equivalent.txt beside this
 file, one per line: `<mutant name>  # why no test can tell it from the original`.
-The score of a module is killed / (mutants - equivalent - not run), where "not
-run" are mutants of functions no selected test calls (reported separately).
-Prints a Markdown table and, with --survivors, every survivor not yet explained.
+The score of a module is killed / (mutants - equivalent), timeouts counting as
+killed. A mutant of a function no selected test calls ("no tests") counts
+against it: nothing would catch it. Mutants a stopped run never reached ("not
+checked") are left out of the score and counted in their own column; a complete
+run has none. Prints a Markdown table and, with --survivors, every survivor (and
+"no tests" mutant) not yet explained.
 """
 import argparse
 import collections
@@ -63,20 +66,23 @@ def main(argv=None) -> int:
     row["mutants"] += 1
     if status in KILLED:
       row["killed"] += 1
-    elif status == "no tests":
-      row["not run"] += 1
+    elif status == "not checked":
+      row["not checked"] += 1
     elif name in equivalent:
       row["equivalent"] += 1
     else:
-      row["survived"] += 1
+      row["survived"] += 1  # survived, no tests, suspicious, segfault, ...
       unexplained.append((name, status))
-  print("| module | mutants | killed | equivalent | survived | not run | score |")
+  print("| module | mutants | killed | equivalent | survived | not checked | score |")
   print("|---|---|---|---|---|---|---|")
   for module, row in sorted(counts.items()):
-    scored = row["mutants"] - row["equivalent"] - row["not run"]
-    score = 100.0 * row["killed"] / scored if scored else 100.0
+    scored = row["mutants"] - row["equivalent"] - row["not checked"]
+    score = f"{100.0 * row['killed'] / scored:.1f}%" if scored else "-"
     print(f"| `{module}` | {row['mutants']} | {row['killed']} | {row['equivalent']} | "
-          f"{row['survived']} | {row['not run']} | {score:.1f}% |")
+          f"{row['survived']} | {row['not checked']} | {score} |")
+  unchecked = sum(row["not checked"] for row in counts.values())
+  if unchecked:
+    print(f"\n{unchecked} mutants not checked: the run stopped early; `mutmut run` resumes it.")
   if stale:
     print(f"\nequivalent.txt names {len(stale)} mutants mutmut does not have (code changed?): "
           f"{stale[:5]}")
