@@ -48,14 +48,8 @@ def _model(name, config=TINY, prompt=True):
 
 def _random(model, seed=0):
   """Random params; LoRA's A and B N(0, 0.3), IA3's vectors U[0.5, 1.5]."""
-  params = tree.flatten(model_fixtures.random_params(model, seed))
-  rng = np.random.default_rng(seed + 100)
-  for path, value in params.items():
-    if path.endswith(("/lora_a", "/lora_b")):
-      params[path] = rng.normal(0.0, 0.3, value.shape).astype(np.float32)
-    elif "/ia3_" in path:
-      params[path] = rng.uniform(0.5, 1.5, value.shape).astype(np.float32)
-  return params
+  return model_fixtures.away_from_init(
+      tree.flatten(model_fixtures.random_params(model, seed)), seed)
 
 
 @functools.lru_cache(maxsize=None)
