@@ -19,7 +19,7 @@ from prompt_tuning import tree
 from prompt_tuning.models import (Transformer, adapter_params, decoding, get_config,
                                   init_params, param_axes, scan)
 from prompt_tuning.models.adapters import (AdapterSpec, LoraSpec, PrefixSpec,
-                                           DEEP_PROMPT_PATH)
+                                           DEEP_PROMPT_PATH, NEW_AXES)
 from prompt_tuning.prompts import spec as spec_lib
 from prompt_tuning.prompts.spec import PROMPT_PATH
 
@@ -176,6 +176,18 @@ def test_method_params_carry_their_logical_axes():
   assert tuple(scanned["encoder/layers/attention/query/lora_a"]) == ("embed", "layers",
                                                                      "lora_rank")
   assert all(s is not None and None not in tuple(s) for s in axes.values())
+
+
+def test_the_sharding_rules_name_every_method_axis_and_replicate_the_new_ones():
+  from prompt_tuning import sharding  # pylint: disable=import-outside-toplevel
+  model = _model("all").clone(config=TINY.replace(scan_layers=True))
+  names = {n for s in tree.flatten(param_axes(model)).values() for n in s}
+  assert set(NEW_AXES) <= names <= set(sharding.LOGICAL_AXES)
+  rules = dict(sharding.DEFAULT_RULES)
+  assert all(rules[n] is None for n in NEW_AXES)
+  partitioning = sharding.Partitioning.create()
+  shardings = partitioning.param_shardings(model, adapter_params.abstract_params(model))
+  assert len(tree.flatten(shardings)) == len(adapter_params.abstract_params(model))
 
 
 def test_parameter_counts_equal_their_formulas():

@@ -15,7 +15,7 @@ import pytest
 
 from prompt_tuning import losses, paths, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, peft_adapters, run_dir
-from prompt_tuning.cli import export as export_cli, train as train_cli
+from prompt_tuning.cli import configurables, export as export_cli, train as train_cli
 from prompt_tuning.data import inputs
 from prompt_tuning.demo import tasks as demo_tasks
 from prompt_tuning.models import Transformer, adapter_params, scan
@@ -161,13 +161,12 @@ def _stored_state_names(model_dir, step):
 def test_each_method_file_trains_through_the_cli(tmp_path, frozen_dir, method, learning_rate,
                                                  with_prompt):
   prompts = ["--gin_file=prompts/random_uniform.gin"] if with_prompt else []
-  # runs/tiny_test.gin (last) sets PROMPT_LENGTH 4 for prompt runs; the methods
-  # without a prompt get theirs back.
+  # The method file comes last, after the run's files (runs/tiny_test.gin included).
   argv = ["--gin_file=models/t5_1_1_tiny_prompt.gin", *prompts,
-          f"--gin_file=methods/{method}.gin", "--gin_file=runs/tiny_test.gin",
+          "--gin_file=runs/prompt_tune.gin", "--gin_file=runs/tiny_test.gin",
+          f"--gin_file=methods/{method}.gin",
           f"--gin.MODEL_DIR='{tmp_path}'", f"--gin.INITIAL_CHECKPOINT_PATH='{frozen_dir}'",
-          "--gin.TRAIN_STEPS=2", "--gin.EVAL_PERIOD=2"] + (
-              [] if with_prompt else ["--gin.PROMPT_LENGTH=0"])
+          "--gin.TRAIN_STEPS=2", "--gin.EVAL_PERIOD=2"]
   result = train_cli.run_train(argv, progress=False)
   assert result.step == 2
   assert gin.query_parameter("%METHOD") == method
@@ -178,8 +177,10 @@ def test_each_method_file_trains_through_the_cli(tmp_path, frozen_dir, method, l
       "lora": {"lora": LoraSpec(rank=8, alpha=16, targets=("query", "value"))},
       "prefix": {"prefix": PrefixSpec(10, reparameterize=True, hidden_dim=512)}}.get(
           method, {}))
+  length = gin.query_parameter("%PROMPT_LENGTH")
+  assert length == {"deep_prompts": 20, "prompt_tuning": 4}.get(method, 0)
   model = Transformer(tiny.tiny_config(),
-                      encoder_prompt=spec_lib.encoder_prompt(4) if with_prompt else None,
+                      encoder_prompt=spec_lib.encoder_prompt(length) if with_prompt else None,
                       adapters=spec)
   want = (adapter_params.method_paths(model) if spec is not None else [PROMPT_PATH])
   for checkpoint in ("latest", "best"):
@@ -209,3 +210,16 @@ def test_each_method_file_trains_through_the_cli(tmp_path, frozen_dir, method, l
     np.testing.assert_array_equal(value, best[path], err_msg=path)
   with open(os.path.join(out, "adapter_config.json")) as f:
     assert json.load(f)["base_model_name_or_path"] == frozen_dir
+
+
+@pytest.mark.parametrize("method", [m for m, _, _ in METHOD_FILES])
+def test_each_method_file_goes_on_top_of_the_demo_run(method):
+  configurables.register()
+  gin.clear_config()
+  gin.add_config_file_search_path(paths.config_dir())
+  gin.parse_config_files_and_bindings(["runs/demo.gin", f"methods/{method}.gin"], [],
+                                      finalize_config=False)
+  assert gin.query_parameter("%METHOD") == method
+  assert gin.query_parameter("%MIXTURE_OR_TASK_NAME") == "taskless_demo_majority"
+  spec = gin.get_configurable(for_method)()
+  assert (spec.methods if spec else ()) == (() if method == "prompt_tuning" else (method,))
