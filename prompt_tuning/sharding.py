@@ -53,6 +53,14 @@ DEFAULT_RULES = (
     ("prompt_bank", None),
     ("prompt", None),
     ("prompt_embed", None),
+    # The parameter-efficient methods' own axes (prompt_tuning.models.adapters), small
+    # and replicated; their other axes (embed, joined_kv, mlp) follow the rules above.
+    ("lora_rank", None),
+    ("prefix", None),
+    ("prefix_embed", None),
+    ("prefix_hidden", None),
+    ("prefix_out", None),
+    ("prompt_layers", None),
 )
 # Every logical axis name the model writes (params and activation constraints).
 LOGICAL_AXES = tuple(name for name, _ in DEFAULT_RULES)
@@ -62,7 +70,11 @@ _SIZE_OF = {"vocab": "vocab_size", "mlp": "mlp_dim", "heads": "num_heads",
             "relpos_buckets": "relative_attention_num_buckets",
             "layers": "num_layers (SCAN_LAYERS)", "prompt": "PROMPT_LENGTH",
             "prompt_bank": "the number of prompts K", "prompt_embed": "emb_dim",
-            "batch": "BATCH_SIZE", "length": "TASK_FEATURE_LENGTHS"}
+            "batch": "BATCH_SIZE", "length": "TASK_FEATURE_LENGTHS",
+            "lora_rank": "LoraSpec.rank", "prefix": "PrefixSpec.length",
+            "prefix_embed": "emb_dim", "prefix_hidden": "PrefixSpec.hidden_dim",
+            "prefix_out": "layers * 2 * num_heads * head_dim",
+            "prompt_layers": "num_encoder_layers - 1"}
 
 
 def mesh_shape(num_partitions: Optional[int] = 1, shape: Optional[Sequence[int]] = None,

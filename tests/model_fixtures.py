@@ -35,3 +35,16 @@ def random_params(model, seed: int = 0, eos_boost: float = 2.0,
     return x.astype(np.float32)
 
   return jax.tree_util.tree_map_with_path(draw, abstract)
+
+
+def away_from_init(flat: dict, seed: int = 0) -> dict:
+  """`flat` ({path: array}) with LoRA's A and B drawn N(0, 0.3) and IA3's vectors
+  U[0.5, 1.5], so neither sits at its init (B = 0, ones); other paths kept."""
+  rng = np.random.default_rng(seed + 100)
+  out = dict(flat)
+  for path, value in flat.items():
+    if path.endswith(("/lora_a", "/lora_b")):
+      out[path] = rng.normal(0.0, 0.3, np.shape(value)).astype(np.float32)
+    elif "/ia3_" in path:
+      out[path] = rng.uniform(0.5, 1.5, np.shape(value)).astype(np.float32)
+  return out

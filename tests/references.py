@@ -44,3 +44,25 @@ def randomize_hf_weights(model, untie_lm_head: bool) -> None:
       else:
         weight.normal_(0.0, 0.25)
   assert (model.lm_head.weight is model.shared.weight) == (not untie_lm_head)
+
+
+def target_log_likelihoods(hf_model, tokens, targets):
+  """[B] sums of log p(target) from a transformers (or PEFT) T5, teacher forced.
+
+  Args:
+    hf_model: a seq2seq model taking input_ids, attention_mask, decoder_input_ids.
+    tokens: [B, L] int encoder inputs (0 pads).
+    targets: [B, T] int targets (0 pads; padded positions count nothing).
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  tokens, targets = np.asarray(tokens), np.asarray(targets)
+  decoder_inputs = np.pad(targets[:, :-1], ((0, 0), (1, 0)))
+  with torch.no_grad():
+    logits = hf_model(input_ids=torch.tensor(tokens, dtype=torch.long),
+                      attention_mask=torch.tensor(tokens > 0, dtype=torch.long),
+                      decoder_input_ids=torch.tensor(decoder_inputs, dtype=torch.long)
+                      ).logits.double()
+  log_probs = torch.log_softmax(logits, -1).numpy()
+  picked = np.take_along_axis(log_probs, targets[..., None].astype(np.int64), -1)[..., 0]
+  return (picked * (targets > 0)).sum(-1)

@@ -47,7 +47,6 @@ def test_bad_method_bindings_are_refused():
     methods.parse_method_bindings(["ia3:IA3_X=1"], entries)
 
 
-@pytest.mark.xfail(strict=True, reason="the LoRA, IA3, prefix and deep-prompt files land next")
 def test_every_method_names_a_gin_file_that_exists():
   from prompt_tuning import paths
   missing = [m.gin_file for m in methods.METHODS.values()

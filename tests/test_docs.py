@@ -7,8 +7,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
 _PATH = re.compile(r"(?<![\w/.$-])((?:notebooks|benchmarks|prompt_tuning|tests|\.ci)"
                    r"/[\w./{},-]*[\w}-])")
-_GIN = re.compile(r"((?:prompt_tuning/configs/|configs/)?(?:models|prompts|runs|partitioning)/"
-                  r"[\w{},]+\.gin)")
+_GIN = re.compile(r"((?:prompt_tuning/configs/|configs/)?"
+                  r"(?:models|prompts|runs|partitioning|methods)/[\w{},]+\.gin)")
 CONFIGS = os.path.join(ROOT, "prompt_tuning", "configs")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import model_fixtures
-from references import reference_library
+from references import reference_library, target_log_likelihoods
 from prompt_tuning import checkpoints, tree
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.cli import export as export_cli, train as train_cli
@@ -54,15 +54,7 @@ def _our_scores(params, prompt):
 
 
 def _peft_scores(peft_model):
-  decoder_inputs = np.pad(TARGETS[:, :-1], ((0, 0), (1, 0)))
-  with torch.no_grad():
-    logits = peft_model(input_ids=torch.tensor(TOKENS, dtype=torch.long),
-                        attention_mask=torch.tensor(TOKENS > 0, dtype=torch.long),
-                        decoder_input_ids=torch.tensor(decoder_inputs, dtype=torch.long)
-                        ).logits.double()
-  log_probs = torch.log_softmax(logits, -1).numpy()
-  picked = np.take_along_axis(log_probs, TARGETS[..., None].astype(np.int64), -1)[..., 0]
-  return (picked * (TARGETS > 0)).sum(-1)
+  return target_log_likelihoods(peft_model, TOKENS, TARGETS)
 
 
 def _base(directory):

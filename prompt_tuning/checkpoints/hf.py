@@ -188,6 +188,18 @@ def _name_table(config: T5Config) -> list[tuple[str, str, bool]]:
   return table
 
 
+def module_names(config: T5Config) -> dict[str, str]:
+  """{our projection module: HF module} for every kernel of the layers, from the name table.
+
+  "encoder/layers_0/attention/query" -> "encoder.block.0.layer.0.SelfAttention.q",
+  "decoder/layers_1/mlp/wo" -> "decoder.block.1.layer.2.DenseReluDense.wo" (what
+  PEFT adapters name the modules they adapt, under "base_model.model.").
+  """
+  return {ours[:-len("/kernel")]: theirs[:-len(".weight")]
+          for ours, theirs, _ in _name_table(config)
+          if "/layers_" in ours and ours.endswith("/kernel")}
+
+
 def params_from_hf(config: T5Config, state: dict, path: str = "state dict") -> tuple[dict, dict]:
   """Hugging Face state dict -> our nested params.
 

@@ -1,4 +1,4 @@
-"""`prompt-tuning export`: a trained prompt as a Hugging Face PEFT adapter or as `.npy` files.
+"""`prompt-tuning export`: a trained prompt, LoRA or IA3 as a PEFT adapter, or as `.npy` files.
 
     prompt-tuning export --model_dir=/runs/rte --format=peft --output_dir=/tmp/rte_peft \\
         [--checkpoint=best|latest|STEP] [--base_model_name_or_path=google/t5-base-lm-adapt]
@@ -10,8 +10,10 @@ A PEFT adapter loads with `peft.PeftModel.from_pretrained(T5ForConditionalGenera
 .from_pretrained(BASE), OUTPUT_DIR)`, where BASE is the frozen model as a Hugging
 Face directory (`prompt_tuning.checkpoints.save_hf` writes one from any checkpoint
 this project reads). The base model defaults to the run's INITIAL_CHECKPOINT_PATH.
-PEFT has no decoder prompt: a run with one exports to `.npy` only. `.npy` export
-writes every trained parameter as `<path>.npy`.
+PEFT has no decoder prompt: a run with one exports to `.npy` only. A LoRA or IA3 run
+(configs/methods/lora.gin, ia3.gin) exports as PEFT's LORA / IA3 adapter; prefix and
+deep-prompt runs to `.npy` only. `.npy` export writes every trained parameter as
+`<path>.npy`.
 """
 import argparse
 import os
@@ -19,7 +21,9 @@ import sys
 from typing import Optional
 
 from prompt_tuning import tree
-from prompt_tuning.checkpoints import run_dir
+from prompt_tuning.checkpoints import peft_adapters, run_dir
+from prompt_tuning.models import T5Config, Transformer
+from prompt_tuning.models.adapters import AdapterSpec
 from prompt_tuning.prompts import export, peft
 from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH
 
@@ -65,6 +69,9 @@ def export_prompt(*, output_dir: str, fmt: str, model_dir: Optional[str] = None,
     if os.path.exists(output_dir) and not overwrite:
       raise FileExistsError(f"{output_dir} exists; pass --overwrite to replace it.")
     return export.write_npy_dir(output_dir, tree.unflatten(flat))
+  meta = run_dir.read_meta(model_dir) if model_dir else {}
+  if meta.get("adapters"):
+    return _export_method(output_dir, meta, flat, where, base_model_name_or_path, overwrite)
   if DECODER_PROMPT_PATH in flat:
     raise ValueError(f"{where} holds a decoder prompt ({DECODER_PROMPT_PATH}), which a PEFT "
                      "prompt-tuning adapter cannot hold; export it with --format=npy.")
@@ -78,7 +85,6 @@ def export_prompt(*, output_dir: str, fmt: str, model_dir: Optional[str] = None,
     prompt = prompt[prompt_index]
   heads = layers = None
   if model_dir:
-    meta = run_dir.read_meta(model_dir)
     base_model_name_or_path = base_model_name_or_path or meta.get("initial_checkpoint_path")
     config = meta.get("model_config") or {}
     heads, layers = config.get("num_heads"), config.get("num_encoder_layers")
@@ -86,6 +92,25 @@ def export_prompt(*, output_dir: str, fmt: str, model_dir: Optional[str] = None,
                            base_model_name_or_path=base_model_name_or_path,
                            num_transformer_submodules=num_transformer_submodules,
                            overwrite=overwrite)
+
+
+def _export_method(output_dir: str, meta: dict, flat: dict, where: str,
+                   base_model_name_or_path: Optional[str], overwrite: bool) -> str:
+  """A LoRA or IA3 run's params as a PEFT adapter (`checkpoints.peft_adapters`)."""
+  spec = AdapterSpec.from_json(meta["adapters"])
+  if spec.methods not in (("lora",), ("ia3",)):
+    raise ValueError(f"{where} was trained with {', '.join(spec.methods)}; PEFT adapters are "
+                     "written for LoRA or IA3 alone. Export it with --format=npy.")
+  model = Transformer(T5Config(**meta["model_config"]), adapters=spec)
+  others = sorted(p for p in flat if not spec.method_of(p))
+  if others:
+    raise ValueError(f"{where} holds {others[:3]} beside the {', '.join(spec.methods)} params; "
+                     "a PEFT LoRA / IA3 adapter holds one method alone. Export it with "
+                     "--format=npy.")
+  return peft_adapters.save_adapter(
+      output_dir, model, tree.unflatten(flat),
+      base_model_name_or_path=base_model_name_or_path or meta.get("initial_checkpoint_path"),
+      overwrite=overwrite)
 
 
 def main(argv: Optional[list] = None) -> int:

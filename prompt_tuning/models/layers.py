@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prompt_tuning.models import adapter_layers, adapters as adapters_lib
+
 Array = jax.Array
 Initializer = Callable[..., Array]
 
@@ -25,11 +27,18 @@ def param_with_axes(init: Initializer, axes: Sequence[str]) -> Initializer:
 
 
 def dense(features: int, axes: Sequence[str], name: str, dtype,
-          init: Optional[Initializer] = None) -> nn.Dense:
-  """A bias-free dense layer with a 2-D kernel [in, out], as T5X stores it."""
+          init: Optional[Initializer] = None,
+          lora: Optional[adapters_lib.LoraSpec] = None) -> nn.Dense:
+  """A bias-free dense layer with a 2-D kernel [in, out], as T5X stores it.
+
+  With `lora` it also holds LoRA's `lora_a` / `lora_b` (adapter_layers.LoraDense).
+  """
   init = init or nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
-  return nn.Dense(features, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
-                  kernel_init=param_with_axes(init, axes), name=name)
+  kwargs = dict(use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+                kernel_init=param_with_axes(init, axes), name=name)
+  if lora is not None:
+    return adapter_layers.LoraDense(features, lora=lora, axes=tuple(axes), **kwargs)
+  return nn.Dense(features, **kwargs)
 
 
 class RMSNorm(nn.Module):
@@ -138,6 +147,11 @@ def query_groups(query_rows: int, kv_rows: int,
   return query_rows // kv_rows
 
 
+def _lora_of(spec: Optional[adapters_lib.AdapterSpec]):
+  """projection name -> its LoraSpec or None."""
+  return spec.lora_for if spec is not None else lambda name: None
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head dot-product attention without the 1/sqrt(K) logit scaling.
 
@@ -153,15 +167,23 @@ class MultiHeadAttention(nn.Module):
   no repeated [B * C, S, N, K] copy; the result equals attention on the
   repeated keys/values (up to float rounding). Rank classification uses it to project each example's
   cross-attention keys/values once for all its C options.
+
+  `adapters` (None: none) adds LoRA to the targeted projections, IA3's
+  `ia3_key` / `ia3_value` scaling of the projected keys and values, and a
+  prefix: P extra keys/values every query attends to (`adapter_layers.join_prefix`),
+  the folded `prefix_key` / `prefix_value` params or, while reparameterised,
+  the arrays passed as `prefix`.
   """
   num_heads: int
   head_dim: int
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  adapters: Optional[adapters_lib.AdapterSpec] = None
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Optional[Array],
-               *, deterministic: bool, decode: bool = False) -> Array:
+               *, deterministic: bool, decode: bool = False,
+               prefix: Optional[tuple[Array, Array]] = None) -> Array:
     """Attends [B, T, D] queries to [B, S, D] keys/values.
 
     Args:
@@ -174,6 +196,8 @@ class MultiHeadAttention(nn.Module):
       deterministic: disables dropout.
       decode: incremental decoding with the key/value cache: the T positions
         are written at the cache index and each attends to the keys up to its own.
+      prefix: ([P, N * K], [P, N * K]) prefix keys and values from the prefix
+        reparameterisation (only with a reparameterised prefix spec).
 
     Returns:
       [B, T, D] attention output ([B * C, T, D] with grouped queries).
@@ -184,11 +208,27 @@ class MultiHeadAttention(nn.Module):
                        f"{inputs_kv.shape[0]} key/value rows; expected the same batch "
                        "(the cache is per row; grouping is for cross-attention).")
     nk = self.num_heads * self.head_dim
+    spec = self.adapters
+    lora = _lora_of(spec)
     query_init = nn.initializers.variance_scaling(
         1.0 / self.head_dim, "fan_in", "truncated_normal")  # folded 1/sqrt(K)
-    q = dense(nk, ("embed", "joined_kv"), "query", self.dtype, query_init)(inputs_q)
-    k = dense(nk, ("embed", "joined_kv"), "key", self.dtype)(inputs_kv)
-    v = dense(nk, ("embed", "joined_kv"), "value", self.dtype)(inputs_kv)
+    q = dense(nk, ("embed", "joined_kv"), "query", self.dtype, query_init,
+              lora("query"))(inputs_q)
+    k = dense(nk, ("embed", "joined_kv"), "key", self.dtype, lora=lora("key"))(inputs_kv)
+    v = dense(nk, ("embed", "joined_kv"), "value", self.dtype, lora=lora("value"))(inputs_kv)
+    if spec is not None and spec.ia3:
+      # IA3: l_k * K and l_v * V ([B, S, N * K] * [N * K]), ones at init.
+      k = k * adapter_layers.ia3_vector(self, "ia3_key", nk, "joined_kv", k.dtype)
+      v = v * adapter_layers.ia3_vector(self, "ia3_value", nk, "joined_kv", v.dtype)
+    if spec is not None and spec.prefix is not None:
+      if not spec.prefix.reparameterize:
+        prefix = adapter_layers.prefix_params(self, spec.prefix.length, nk)
+      elif prefix is None:
+        raise ValueError("a reparameterised PrefixSpec needs the layer's prefix keys/values "
+                         "(prefix=...) from its stack's PrefixMLP; got none.")
+    elif prefix is not None:
+      raise ValueError("MultiHeadAttention got prefix keys/values but its adapters have no "
+                       "PrefixSpec; expected AdapterSpec(prefix=PrefixSpec(...)).")
     split = lambda x: x.reshape(x.shape[:2] + (self.num_heads, self.head_dim))
     q, k, v = split(q), split(k), split(v)  # [B, T|S, N, K]
     q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
@@ -225,6 +265,10 @@ class MultiHeadAttention(nn.Module):
         else:
           bias = step_bias
 
+    if prefix is not None:
+      # [B, S, N, K] -> [B, P + S, N, K]; the bias gets P zero columns in front.
+      k, v, bias = adapter_layers.join_prefix(k, v, bias, prefix)
+
     if groups == 1:
       # [B, T, N, K] x [B, S, N, K] -> [B, N, T, S]; logits in float32.
       logits = jnp.einsum("btnk,bsnk->bnts", q, k, preferred_element_type=jnp.float32)
@@ -249,7 +293,8 @@ class MultiHeadAttention(nn.Module):
       out = jnp.einsum("bcnts,bsnk->bctnk", grouped, v)
       out = out.reshape((-1,) + out.shape[2:])
     out = out.reshape(out.shape[:2] + (nk,))
-    return dense(inputs_q.shape[-1], ("joined_kv", "embed"), "out", self.dtype)(out)
+    return dense(inputs_q.shape[-1], ("joined_kv", "embed"), "out", self.dtype,
+                 lora=lora("out"))(out)
 
 
 _ACTIVATIONS = {
@@ -264,11 +309,14 @@ class MlpBlock(nn.Module):
   """Position-wise MLP; ("gelu", "linear") is T5 1.1's gated GELU.
 
   One activation -> a single `wi`; several -> `wi_0`, `wi_1`, ... multiplied.
+  `adapters` adds LoRA to the targeted projections and IA3's `ia3_hidden`
+  scaling of the [B, L, F] inner activation (the input of `wo`).
   """
   intermediate_dim: int
   activations: Sequence[str] = ("gelu", "linear")
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  adapters: Optional[adapters_lib.AdapterSpec] = None
 
   @nn.compact
   def __call__(self, x: Array, *, deterministic: bool) -> Array:
@@ -276,13 +324,19 @@ class MlpBlock(nn.Module):
     for act in self.activations:
       if act not in _ACTIVATIONS:
         raise ValueError(f"mlp activation {act!r}; expected one of {sorted(_ACTIVATIONS)}.")
+    spec = self.adapters
+    lora = _lora_of(spec)
     hidden = None
     for i, act in enumerate(self.activations):
       name = "wi" if len(self.activations) == 1 else f"wi_{i}"
       h = _ACTIVATIONS[act](dense(self.intermediate_dim, ("embed", "mlp"), name,
-                                  self.dtype)(x))
+                                  self.dtype, lora=lora(name))(x))
       hidden = h if hidden is None else hidden * h
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
     hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
         hidden, deterministic=deterministic)
-    return dense(x.shape[-1], ("mlp", "embed"), "wo", self.dtype)(hidden)
+    if spec is not None and spec.ia3:
+      # IA3: l_ff * hidden, the input of wo ([B, L, F] * [F]), ones at init.
+      hidden = hidden * adapter_layers.ia3_vector(self, "ia3_hidden", self.intermediate_dim,
+                                                  "mlp", hidden.dtype)
+    return dense(x.shape[-1], ("mlp", "embed"), "wo", self.dtype, lora=lora("wo"))(hidden)

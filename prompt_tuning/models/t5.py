@@ -15,7 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prompt_tuning.models import layers, scan
+from prompt_tuning.models import adapter_layers, layers, scan
+from prompt_tuning.models.adapters import AdapterSpec
 from prompt_tuning.models.config import T5Config
 from prompt_tuning.prompts import prompt as prompt_lib
 from prompt_tuning.prompts.spec import DECODER, ENCODER, PromptSpec
@@ -29,9 +30,15 @@ def _dropout(cfg: T5Config) -> nn.Dropout:
   return nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
 
 
-def _attention(cfg: T5Config, name: str) -> layers.MultiHeadAttention:
+def _attention(cfg: T5Config, name: str,
+               adapters: Optional[AdapterSpec] = None) -> layers.MultiHeadAttention:
   return layers.MultiHeadAttention(cfg.num_heads, cfg.head_dim, cfg.dropout_rate,
-                                   cfg.activation_dtype, name=name)
+                                   cfg.activation_dtype, adapters, name=name)
+
+
+def _mlp(cfg: T5Config, adapters: Optional[AdapterSpec]) -> layers.MlpBlock:
+  return layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate,
+                         cfg.activation_dtype, adapters, name="mlp")
 
 
 def _relpos(cfg: T5Config) -> layers.RelativePositionBiases:
@@ -46,17 +53,25 @@ class EncoderLayer(nn.Module):
   config: T5Config
   deterministic: bool = True
   scanned: bool = False  # return (x, None), the carry and output nn.scan expects
+  adapters: Optional[AdapterSpec] = None
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array):
-    """[B, L, D] with [B, N, L, L] bias -> [B, L, D]."""
+  def __call__(self, x: Array, bias: Array, layer_inputs: Optional[dict] = None):
+    """[B, L, D] with [B, N, L, L] bias -> [B, L, D].
+
+    `layer_inputs`: this layer's slice of `adapter_layers.stack_inputs` (or None).
+    """
     cfg, dt, det = self.config, self.config.activation_dtype, self.deterministic
+    if layer_inputs is not None and "deep_prompt" in layer_inputs:
+      deep = layer_inputs["deep_prompt"]  # deep prompts: this layer's prompt goes in
+      x = adapter_layers.replace_prompt(x, deep["prompt"], deep["use"])
     y = layers.RMSNorm(dtype=dt, name="pre_attention_layer_norm")(x)
-    y = _attention(cfg, "attention")(y, y, bias, deterministic=det)
+    y = _attention(cfg, "attention", self.adapters)(
+        y, y, bias, deterministic=det,
+        prefix=adapter_layers.layer_prefix(layer_inputs, "attention"))
     x = x + _dropout(cfg)(y, deterministic=det)
     y = layers.RMSNorm(dtype=dt, name="pre_mlp_layer_norm")(x)
-    y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, dt,
-                        name="mlp")(y, deterministic=det)
+    y = _mlp(cfg, self.adapters)(y, deterministic=det)
     x = x + _dropout(cfg)(y, deterministic=det)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     return (x, None) if self.scanned else x
@@ -70,37 +85,46 @@ _REMAT_POLICIES = {
 
 
 def _layer_stack(layer_cls, num_layers: int, cfg: T5Config, x: Array, *shared: Array,
-                 **attrs) -> Array:
+                 layer_inputs: Optional[dict] = None, **attrs) -> Array:
   """Applies `num_layers` layers of `layer_cls` to `x`; `shared` goes to every layer.
 
   Called inside a compact method, so the layers are children of the stack:
   `layers_0`, `layers_1`, ... or, with `cfg.scan_layers`, one scanned `layers`
   whose params are stacked on `scan.SCAN_AXIS` (and whose decode cache, if
   any, is stacked on axis 0). `cfg.remat_policy` wraps each layer in
-  `nn.remat`.
+  `nn.remat`. `layer_inputs` (arrays with a leading [num_layers] axis) gives
+  layer i its row i (scanned over with `cfg.scan_layers`).
   """
   if cfg.remat_policy != "none":
     # Under scan the loop already keeps XLA from merging recomputations.
     layer_cls = nn.remat(layer_cls, prevent_cse=not cfg.scan_layers,
                          policy=_REMAT_POLICIES[cfg.remat_policy])
+  per_layer = () if layer_inputs is None else (layer_inputs,)
   if not cfg.scan_layers:
     for i in range(num_layers):
-      x = layer_cls(cfg, name=f"layers_{i}", **attrs)(x, *shared)
+      row = tuple(jax.tree.map(lambda a, i=i: a[i], p) for p in per_layer)
+      x = layer_cls(cfg, name=f"layers_{i}", **attrs)(x, *shared, *row)
     return x
   if num_layers == 0:
     return x
   scanned = nn.scan(layer_cls, variable_axes={"params": scan.SCAN_AXIS, "cache": 0},
                     split_rngs={"params": True, "dropout": True},
-                    in_axes=(nn.broadcast,) * len(shared), length=num_layers,
+                    in_axes=(nn.broadcast,) * len(shared) + (0,) * len(per_layer),
+                    length=num_layers,
                     metadata_params={nn.PARTITION_NAME: scan.SCAN_AXIS_NAME})
-  x, _ = scanned(cfg, name="layers", scanned=True, **attrs)(x, *shared)
+  x, _ = scanned(cfg, name="layers", scanned=True, **attrs)(x, *shared, *per_layer)
   return x
 
 
 class Encoder(nn.Module):
-  """Prompt (optional) -> input dropout -> layers -> final norm."""
+  """Prompt (optional) -> input dropout -> layers -> final norm.
+
+  `adapters` (see `prompt_tuning.models.adapters`) reach every layer; deep
+  prompts and a reparameterised prefix are made here and passed down per layer.
+  """
   config: T5Config
   prompt: Optional[PromptSpec] = None
+  adapters: Optional[AdapterSpec] = None
 
   @nn.compact
   def __call__(self, embedded: Array, mask: Array, deterministic: bool = True,
@@ -128,8 +152,11 @@ class Encoder(nn.Module):
     # [1, N, L, L] relative bias + [B, 1, L, L] padding mask, built once per stack.
     bias = (_relpos(cfg)(length, length, bidirectional=True)
             + layers.mask_to_bias(layers.attention_mask(mask, mask), cfg.activation_dtype))
+    layer_inputs = adapter_layers.stack_inputs(self.adapters, "encoder", cfg, x.shape[0],
+                                               self.prompt, prompt_ids)
     x = _layer_stack(EncoderLayer, cfg.num_encoder_layers, cfg, x, bias,
-                     deterministic=deterministic)
+                     layer_inputs=layer_inputs, deterministic=deterministic,
+                     adapters=self.adapters)
     x = layers.RMSNorm(dtype=cfg.activation_dtype, name="encoder_norm")(x)
     return _dropout(cfg)(x, deterministic=deterministic), mask
 
@@ -140,26 +167,31 @@ class DecoderLayer(nn.Module):
   deterministic: bool = True
   decode: bool = False
   scanned: bool = False  # return (y, None), the carry and output nn.scan expects
+  adapters: Optional[AdapterSpec] = None
 
   @nn.compact
-  def __call__(self, y: Array, encoded: Array, self_bias: Array, cross_bias: Array):
+  def __call__(self, y: Array, encoded: Array, self_bias: Array, cross_bias: Array,
+               layer_inputs: Optional[dict] = None):
     """[B, T, D] decoder states, [B, S, D] encodings -> [B, T, D].
 
     The encodings may be [B / C, S, D], shared by C consecutive rows (see
     `layers.query_groups`); `cross_bias` is then per row, [B, 1, T, S].
+    `layer_inputs`: this layer's slice of `adapter_layers.stack_inputs` (or None).
     """
     cfg, dt, det = self.config, self.config.activation_dtype, self.deterministic
+    prefix = lambda block: adapter_layers.layer_prefix(layer_inputs, block)
     z = layers.RMSNorm(dtype=dt, name="pre_self_attention_layer_norm")(y)
-    z = _attention(cfg, "self_attention")(z, z, self_bias, deterministic=det,
-                                          decode=self.decode)
+    z = _attention(cfg, "self_attention", self.adapters)(
+        z, z, self_bias, deterministic=det, decode=self.decode,
+        prefix=prefix("self_attention"))
     y = y + _dropout(cfg)(z, deterministic=det)
     z = layers.RMSNorm(dtype=dt, name="pre_cross_attention_layer_norm")(y)
-    z = _attention(cfg, "encoder_decoder_attention")(z, encoded, cross_bias,
-                                                     deterministic=det)
+    z = _attention(cfg, "encoder_decoder_attention", self.adapters)(
+        z, encoded, cross_bias, deterministic=det,
+        prefix=prefix("encoder_decoder_attention"))
     y = y + _dropout(cfg)(z, deterministic=det)
     z = layers.RMSNorm(dtype=dt, name="pre_mlp_layer_norm")(y)
-    z = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, dt,
-                        name="mlp")(z, deterministic=det)
+    z = _mlp(cfg, self.adapters)(z, deterministic=det)
     y = y + _dropout(cfg)(z, deterministic=det)
     y = nn.with_logical_constraint(y, ("batch", "length", "embed"))
     return (y, None) if self.scanned else y
@@ -184,6 +216,7 @@ class Decoder(nn.Module):
   config: T5Config
   shared_embedding: nn.Module
   prompt: Optional[PromptSpec] = None
+  adapters: Optional[AdapterSpec] = None
 
   @nn.compact
   def __call__(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array,
@@ -250,8 +283,10 @@ class Decoder(nn.Module):
       # [B / C, S] -> [B, S]: the mask is small; the encodings stay [B / C, S, D].
       encoder_mask = jnp.repeat(encoder_mask, groups, axis=0)
     cross_bias = layers.mask_to_bias(layers.attention_mask(query_mask, encoder_mask), dt)
+    layer_inputs = adapter_layers.stack_inputs(self.adapters, "decoder", cfg, y.shape[0])
     y = _layer_stack(DecoderLayer, cfg.num_decoder_layers, cfg, y, encoded, self_bias,
-                     cross_bias, deterministic=deterministic, decode=decode)
+                     cross_bias, layer_inputs=layer_inputs, deterministic=deterministic,
+                     decode=decode, adapters=self.adapters)
     if num_prompt:
       y = y[:, num_prompt:]  # [B, P + T, D] -> [B, T, D]: no logits for the prompt
     y = layers.RMSNorm(dtype=dt, name="decoder_norm")(y)
@@ -277,10 +312,14 @@ class Transformer(nn.Module):
     decoder_prompt: a prompt in front of the decoder input, or None.
       When both are banks they hold the same number of prompts K, and
       `prompt_ids[b]` picks example b's prompt in both.
+    adapters: parameter-efficient methods (LoRA, IA3, prefix, deep prompts;
+      `prompt_tuning.models.adapters.AdapterSpec`), or None: the model and its
+      param tree are then exactly the prompt-only ones.
   """
   config: T5Config
   encoder_prompt: Optional[PromptSpec] = None
   decoder_prompt: Optional[PromptSpec] = None
+  adapters: Optional[AdapterSpec] = None
 
   def __post_init__(self):
     for name, spec, stack in (("encoder_prompt", self.encoder_prompt, ENCODER),
@@ -292,6 +331,11 @@ class Transformer(nn.Module):
     if len(banks) > 1:
       raise ValueError(f"the encoder and decoder prompt banks hold {sorted(banks)} prompts; "
                        "expected the same K, since one prompt_ids [B] indexes both.")
+    if self.adapters is not None:
+      if not isinstance(self.adapters, AdapterSpec):
+        raise ValueError(f"Transformer.adapters={self.adapters!r}; expected an AdapterSpec "
+                         "or None.")
+      self.adapters.check(self.config, self.encoder_prompt)
     super().__post_init__()
 
   @property
@@ -311,9 +355,9 @@ class Transformer(nn.Module):
         param_dtype=jnp.float32,
         embedding_init=layers.param_with_axes(nn.initializers.normal(1.0),
                                               ("vocab", "embed")))
-    self.encoder = Encoder(cfg, prompt=self.encoder_prompt)
+    self.encoder = Encoder(cfg, prompt=self.encoder_prompt, adapters=self.adapters)
     self.decoder = Decoder(cfg, shared_embedding=self.token_embedder,
-                           prompt=self.decoder_prompt)
+                           prompt=self.decoder_prompt, adapters=self.adapters)
 
   def embed(self, tokens: Array) -> Array:
     """[B, L] int ids -> [B, L, D] embeddings."""

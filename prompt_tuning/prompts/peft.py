@@ -123,12 +123,11 @@ def _read_weights(directory: str) -> np.ndarray:
   return np.asarray(state[PROMPT_KEY], np.float32)
 
 
-def load_adapter(directory: str) -> tuple[np.ndarray, dict]:
-  """Reads a PEFT prompt-tuning adapter: ([P, D] float32 encoder prompt, its config).
+def read_config(directory: str) -> dict:
+  """The JSON object in `directory/adapter_config.json` (any PEFT method).
 
   Raises:
-    ValueError: not a prompt-tuning adapter (e.g. LoRA), a malformed config, or
-      weights whose shape the config does not explain.
+    ValueError: no such file, not JSON, or not an object (naming the file).
   """
   path = os.path.join(directory, CONFIG_FILE)
   try:
@@ -140,6 +139,18 @@ def load_adapter(directory: str) -> tuple[np.ndarray, dict]:
     raise ValueError(f"{path}: not valid JSON ({e}); expected a PEFT adapter config.") from e
   if not isinstance(config, dict):
     raise ValueError(f"{path}: expected a JSON object; found {type(config).__name__}.")
+  return config
+
+
+def load_adapter(directory: str) -> tuple[np.ndarray, dict]:
+  """Reads a PEFT prompt-tuning adapter: ([P, D] float32 encoder prompt, its config).
+
+  Raises:
+    ValueError: not a prompt-tuning adapter (e.g. LoRA), a malformed config, or
+      weights whose shape the config does not explain.
+  """
+  path = os.path.join(directory, CONFIG_FILE)
+  config = read_config(directory)
   if config.get("peft_type") != PEFT_TYPE:
     raise ValueError(f"{path}: peft_type={config.get('peft_type')!r}; expected {PEFT_TYPE!r} "
                      "(a prompt-tuning adapter; other PEFT methods are not soft prompts).")

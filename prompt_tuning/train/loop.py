@@ -35,7 +35,8 @@ from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
 from prompt_tuning.data import inputs
 from prompt_tuning.eval import best as best_lib
 from prompt_tuning.eval.evaluator import Evaluator
-from prompt_tuning.models import T5Config, Transformer
+from prompt_tuning.models import T5Config, Transformer, adapter_params
+from prompt_tuning.models.adapters import AdapterSpec
 from prompt_tuning.prompts import export, initializers
 from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH
 from prompt_tuning.train import optim, step as step_lib, trainable as trainable_lib
@@ -113,12 +114,29 @@ def _check_positive(**values):
       raise ValueError(f"{name}={value!r}; expected an int > 0.")
 
 
+def _check_same_adapters(checkpointer, record: Optional[dict], model_dir: str) -> None:
+  """Refuses to resume a run made with other ADAPTERS (before its state is read).
+
+  Runs written before adapters existed record none. A latest checkpoint whose
+  metadata does not read is left to `restore_readable`, which skips it.
+  """
+  try:
+    recorded = checkpointer.read_meta().get("adapters")
+  except Exception:  # pylint: disable=broad-except  (damaged: restore_readable decides)
+    return
+  if recorded != record:
+    raise IncompatibleRunError(
+        f"{model_dir} was trained with ADAPTERS={recorded}, not {record}. Use another "
+        "MODEL_DIR, or the same method to resume.")
+
+
 def train(*, model_dir: str, mixture_or_task_name: str,
           task_feature_lengths: Mapping[str, int], train_steps: int, batch_size: int,
           initial_checkpoint_path: str, model_config: Optional[T5Config] = None,
           prompt_length: int = 100, prompt_combine: str = "prefix",
           prompt_init: Optional[Callable] = None, decoder_prompt_length: int = 0,
           trainable_regex: Union[str, Callable, None] = None, frozen_params_dtype: str = "float32",
+          adapters: Optional[AdapterSpec] = None,
           optimizer: Optional[optax.GradientTransformation] = None,
           loss_config: Optional[losses.LossConfig] = None, dropout_rate: float = 0.1,
           num_microbatches: Optional[int] = None, random_seed: int = 0,
@@ -152,6 +170,10 @@ def train(*, model_dir: str, mixture_or_task_name: str,
       (`trainable.top_layers_regex`). With a regex, PROMPT_LENGTH and
       DECODER_PROMPT_LENGTH may both be 0 (model tuning: weights only).
     frozen_params_dtype: FROZEN_PARAMS_DTYPE, "float32" or "bfloat16".
+    adapters: ADAPTERS, parameter-efficient methods on the frozen model (LoRA,
+      IA3, prefix, deep prompts; `models.adapters.AdapterSpec`). Their params are
+      made by `adapter_params.init_adapter_params` and trained with the prompts
+      (PROMPT_LENGTH may then be 0); a TRAINABLE_REGEX must fit them.
     optimizer: any optax transformation (default: `optim.paper_adafactor()`).
     loss_config: z-loss, label smoothing, normalisation (T5X defaults).
     dropout_rate: DROPOUT_RATE.
@@ -186,8 +208,10 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     raise ValueError("MODEL_DIR is required: where checkpoints and metrics are written.")
   _check_positive(TRAIN_STEPS=train_steps, BATCH_SIZE=batch_size, log_period=log_period)
   step_lib.check_microbatches(batch_size, num_microbatches)
-  if trainable_regex is not None and prompt_length == decoder_prompt_length == 0:
-    encoder_spec = decoder_spec = None  # weights alone (model tuning), no soft prompt
+  if (trainable_regex is not None or adapters is not None) and (
+      prompt_length == decoder_prompt_length == 0):
+    # weights alone (model tuning) or a method alone, without soft prompts
+    encoder_spec = decoder_spec = None
   else:
     encoder_spec, decoder_spec = frozen_lib.prompt_specs(
         prompt_length, decoder_prompt_length, prompt_combine, prompt_init)
@@ -217,7 +241,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
                                             dropout_rate=dropout_rate)
     model_params = tree.count(frozen)
-    model = Transformer(config, encoder_prompt=encoder_spec, decoder_prompt=decoder_spec)
+    model = Transformer(config, encoder_prompt=encoder_spec, decoder_prompt=decoder_spec,
+                        adapters=adapters)
     table = frozen_lib.embedding_table(frozen)
     rngs = {PROMPT_PATH: rng_init, DECODER_PROMPT_PATH: jax.random.fold_in(rng_init, 1)}
     prompts = {spec.path: initializers.make_prompt(spec, table, rngs[spec.path])
@@ -225,6 +250,12 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     params = frozen_lib.with_prompts(frozen, prompts)
     if callable(trainable_regex):  # e.g. trainable.top_layers_regex, from the model's depth
       trainable_regex = trainable_regex(params)
+    if adapters is not None:  # the methods' params, which no checkpoint holds
+      params = tree.merge(params, adapter_params.init_adapter_params(
+          model, frozen, jax.random.fold_in(rng_init, 2)))
+      trainable_lib.check_adapters(params, trainable_regex, adapters)
+      if trainable_regex is None:
+        trainable_regex = adapters.trainable_regex([s.path for s in model.prompt_specs])
     trainable, frozen = trainable_lib.split(params, trainable_regex)
     # Placed on the mesh first, then cast there: no device holds the whole model.
     frozen_shardings = partitioning.param_shardings(model, frozen)
@@ -232,6 +263,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     frozen = frozen_lib.cast_frozen(partitioning.put(frozen, frozen_shardings),
                                     frozen_params_dtype)
     logging.info("trainable params: %s; %s", sorted(tree.flatten(trainable)), partitioning)
+
+    adapters_record = adapters.to_json() if adapters is not None else None
 
     # ------------------------------------------------ state: restore or init
     create = lambda t, r: TrainState.create(t, tx, r)
@@ -246,6 +279,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     start_step = 0
     if checkpointer.latest_step() is not None:
       try:
+        _check_same_adapters(checkpointer, adapters_record, model_dir)
         state, meta, _ = checkpointer.restore_readable(state)
         if meta.get("data") != fingerprint:
           raise IncompatibleRunError(
@@ -310,7 +344,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
           "model_config": dataclasses.asdict(config),
           "prompts": [{"path": spec.path, "length": spec.length,
                        "num_prompts": spec.num_prompts, "combine": spec.combine}
-                      for spec in model.prompt_specs]})
+                      for spec in model.prompt_specs],
+          "adapters": adapters_record})
 
     # ------------------------------------------------------------------ loop
     if evaluator is not None and eval_at_start and start_step == 0:

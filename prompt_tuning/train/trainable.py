@@ -9,7 +9,7 @@ the prompt and nothing else, and `.*_norm/scale` matches every layer-norm scale.
 from typing import Any, Mapping, Optional
 
 from prompt_tuning import tree
-from prompt_tuning.prompts.spec import PROMPTS_REGEX
+from prompt_tuning.prompts.spec import PROMPT_PATHS, PROMPTS_REGEX
 
 Params = Mapping[str, Any]
 
@@ -82,3 +82,36 @@ def top_layers_regex(params: Params, top: int) -> str:
     parts.append(f"{stack}/(layers_({layers})|{stack}_norm)/.*")
   parts.append("decoder/logits_dense/.*")
   return "|".join(parts)
+
+
+def check_adapters(params: Params, regex: Optional[str], adapters) -> None:
+  """Refuses a TRAINABLE_REGEX that contradicts the model's methods.
+
+  A method trains exactly its own params (and, if asked, soft prompts): the
+  regex must match every one of them, and no pretrained weight.
+
+  Args:
+    params: the full param tree (frozen weights, prompts and method params).
+    regex: TRAINABLE_REGEX (None: the methods' default, which always fits).
+    adapters: the model's `prompt_tuning.models.adapters.AdapterSpec`.
+
+  Raises:
+    ValueError: naming the regex, the methods and the params it gets wrong.
+  """
+  if regex is None:
+    return
+  flat = tree.flatten(params)
+  chosen = set(trainable_paths(params, regex))
+  methods = ", ".join(adapters.methods)
+  left = sorted(p for p in flat if adapters.method_of(p) and p not in chosen)
+  if left:
+    raise ValueError(
+        f"TRAINABLE_REGEX={regex!r} leaves {len(left)} params of the methods ({methods}) "
+        f"frozen, e.g. {left[:3]}; expected it to match all of them (None trains exactly "
+        f"{adapters.trainable_regex()!r} and the prompts).")
+  pretrained = sorted(p for p in chosen if not adapters.method_of(p) and p not in PROMPT_PATHS)
+  if pretrained:
+    raise ValueError(
+        f"TRAINABLE_REGEX={regex!r} also trains {len(pretrained)} pretrained weights, e.g. "
+        f"{pretrained[:3]}, which the methods ({methods}) keep frozen; expected it to match "
+        "only the methods' params and soft prompts (None: the methods' default).")
