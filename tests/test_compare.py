@@ -56,7 +56,8 @@ def test_every_method_names_a_gin_file_that_exists():
 
 def test_the_table_formats_what_the_rows_hold():
   rows = [report.with_percent(r) for r in (
-      {"label": "a", "method": "lora", "score": 91.25, "trainable_params": 1024,
+      {"label": "a", "method": "prefix", "score": 91.25, "trainable_params": 1024,
+       "inference_params": 640,
        "model_params": 102400, "bytes_per_task": 4352, "step_time_s": 0.0123,
        "peak_memory_gib": 1.5, "steps_to_best": 20, "wall_s_to_best": 12.4},
       {"label": "prompt_design", "method": "prompt_design", "score": 20.0,
@@ -67,8 +68,8 @@ def test_the_table_formats_what_the_rows_hold():
   assert rows[0]["trainable_pct"] == 1.0
   lines = report.markdown(rows, METRIC).splitlines()
   assert lines[0].startswith(f"| method | {METRIC} (best checkpoint) |")
-  assert lines[2] == ("| a (lora) | 91.25 | 1,024 | 1% | 4.4 KB | 12 ms | 1.50 GiB | 20 | "
-                      "12 s |")
+  assert lines[2] == ("| a (prefix) | 91.25 | 1,024 (640 served) | 1% | 4.4 KB | 12 ms | "
+                      "1.50 GiB | 20 | 12 s |")
   assert lines[3] == "| prompt_design | 20.00 | 0 | 0% | 90 B | - | 1.00 GiB | 0 | 0 s |"
   assert lines[4].startswith("| x | failed: boom")
 
@@ -77,7 +78,7 @@ def test_the_table_formats_what_the_rows_hold():
 def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_path):
   out = tmp_path / "cmp"
   argv = ["--gin_file=runs/demo.gin",
-          "--methods=design_task_word=prompt_design,prompt_design,prompt_tuning",
+          "--methods=design_task_word=prompt_design,prompt_design,prompt_tuning,lora",
           "--method_gin=design_task_word:DESIGN_TEMPLATE='majority: {inputs}'",
           f"--output_dir={out}", "--gin.TRAIN_STEPS=20", "--gin.EVAL_PERIOD=10",
           "--gin.EVAL_NUM_EXAMPLES=64"]
@@ -85,9 +86,9 @@ def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_p
   table = (out / "compare.md").read_text().splitlines()
   result = json.loads((out / "compare.json").read_text())
   assert (out / "compare.png").stat().st_size > 1000
-  assert result["metric"] == METRIC and len(table) == 2 + 3
+  assert result["metric"] == METRIC and len(table) == 2 + 4
   rows = {r["label"]: r for r in result["rows"]}
-  assert list(rows) == ["design_task_word", "prompt_design", "prompt_tuning"]
+  assert list(rows) == ["design_task_word", "prompt_design", "prompt_tuning", "lora"]
   for r in rows.values():
     assert set(report.COLUMNS) <= set(r) and r["peak_memory_gib"] > 0.1
     assert r["model_params"] == rows["prompt_tuning"]["model_params"]
@@ -105,6 +106,14 @@ def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_p
   assert pt["score"] == best["value"] and pt["steps_to_best"] == best["step"]
   assert abs(pt["trainable_pct"] - 100 * 512 / pt["model_params"]) < 1e-9
   assert 0 < pt["step_time_s"] < 5 and pt["wall_s_to_best"] > 0
+  # LoRA (configs/methods/lora.gin: r = 8 on query and value): r * (d_in + d_out) per
+  # adapted matrix; the demo model (d_model 64, 4 heads of 16) adapts 2 per encoder
+  # layer and 4 per decoder layer (self- and cross-attention), 2 layers each.
+  lora_files = [n for n in os.listdir(out / "lora" / "best") if n.endswith(".npy")]
+  assert lora_files and all("lora_" in n for n in lora_files)
+  assert rows["lora"]["trainable_params"] == (2 * 2 + 2 * 4) * 8 * (64 + 4 * 16)
+  assert rows["lora"]["inference_params"] == rows["lora"]["trainable_params"]
+  assert rows["lora"]["score"] == run_dir.load_best(str(out / "lora"))["value"]
   # A second command reuses finished rows; nothing runs again.
   before = os.path.getmtime(out / "prompt_tuning" / "metrics.jsonl")
   assert compare_cli.main(argv) == 0

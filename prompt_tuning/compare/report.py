@@ -8,7 +8,7 @@ import math
 import os
 from typing import Optional, Sequence
 
-COLUMNS = ("label", "method", "score", "trainable_params", "trainable_pct",
+COLUMNS = ("label", "method", "score", "trainable_params", "inference_params", "trainable_pct",
            "bytes_per_task", "step_time_s", "peak_memory_gib", "steps_to_best",
            "wall_s_to_best")
 
@@ -35,6 +35,12 @@ def _num(value, fmt: str, unit: str = "") -> str:
   return format(value, fmt) + unit
 
 
+def _params(row: dict) -> str:
+  served = row.get("inference_params")
+  text = f"{row['trainable_params']:,}"
+  return text if served in (None, row["trainable_params"]) else f"{text} ({served:,} served)"
+
+
 def markdown(rows: Sequence[dict], metric: str) -> str:
   """The table, one row per method, in the order they ran."""
   lines = [f"| method | {metric} (best checkpoint) | trainable params | % of model | "
@@ -46,7 +52,7 @@ def markdown(rows: Sequence[dict], metric: str) -> str:
       continue
     name = r["label"] if r["label"] == r["method"] else f"{r['label']} ({r['method']})"
     lines.append(
-        f"| {name} | {_num(r['score'], '.2f')} | {r['trainable_params']:,} | "
+        f"| {name} | {_num(r['score'], '.2f')} | {_params(r)} | "
         f"{_num(r['trainable_pct'], '.3g', '%')} | {_size(r['bytes_per_task'])} | "
         f"{_num(r['step_time_s'] and 1e3 * r['step_time_s'], '.0f', ' ms')} | "
         f"{_num(r['peak_memory_gib'], '.2f', ' GiB')} | {r['steps_to_best']} | "
@@ -62,16 +68,18 @@ def plot(rows: Sequence[dict], metric: str, out_path: str) -> str:
   done = [r for r in rows if "error" not in r]
   trained = [r["trainable_params"] for r in done if r["trainable_params"]]
   floor = 10 ** math.floor(math.log10(min(trained))) / 10 if trained else 1.0
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for r in done:
-    x = r["trainable_params"] or floor
-    ax.scatter([x], [r["score"]], marker="x" if not r["trainable_params"] else "o", s=50)
-    ax.annotate(r["label"] + ("  (0 params)" if not r["trainable_params"] else ""),
-                (x, r["score"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+  fig, ax = plt.subplots(figsize=(9, 4.5))
+  markers = "os^vD<>ph*"
+  for i, r in enumerate(done):
+    trained = bool(r["trainable_params"])
+    ax.scatter([r["trainable_params"] if trained else floor], [r["score"]], s=50,
+               marker=markers[i % len(markers)] if trained else "x",
+               label=r["label"] + ("" if trained else " (0 params, at the left edge)"))
+  ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
   ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=metric,
          title="score against trainable parameters, one frozen model")
   ax.grid(True, which="both", alpha=0.3)
-  ax.margins(x=0.25, y=0.1)
+  ax.margins(x=0.1, y=0.1)
   fig.tight_layout()
   fig.savefig(out_path, dpi=100)
   plt.close(fig)

@@ -9,7 +9,8 @@ typed in:
 
   score            the eval metric at the best checkpoint (best/best.json); prompt
                    design: the same metric of its one evaluation
-  trainable_params the scalars in the best checkpoint's arrays (best/*.npy)
+  trainable_params the scalars in the best checkpoint's arrays (best/*.npy);
+                   inference_params what is served (a prefix's MLP folded away)
   model_params     the pretrained model's size (the run's "params" record)
   bytes_per_task   what the task adds on disk: best/'s arrays (prompt design: its text)
   step_time_s      the median train step, from the logged steps/s (compile left out)
@@ -114,6 +115,7 @@ def train_row(entry: Entry, model_dir: str, metric: Optional[str]) -> dict:
       "score": float(at_best.get(metric, best["value"] if metric == best["metric"]
                                  else float("nan"))),
       "trainable_params": scalars, "model_params": int(params[-1]["model_params"]),
+      "inference_params": int(params[-1].get("inference_params", scalars)),
       "bytes_per_task": size,
       "step_time_s": _step_time([r for r in records if r["kind"] == "train"]),
       "steps_to_best": int(best["step"]),
@@ -133,7 +135,7 @@ def design_row(entry: Entry, model_dir: str, metric: Optional[str]) -> dict:
   metric = metric or next(k for k in metrics if not k.endswith(("/loss_per_token",
                                                                  "/token_accuracy")))
   return {"label": entry.label, "method": entry.method.name, "metric": metric,
-          "score": float(metrics.get(metric, float("nan"))), "trainable_params": 0,
+          "score": float(metrics.get(metric, float("nan"))), "trainable_params": 0, "inference_params": 0,
           "model_params": result.get("model_params"),
           "bytes_per_task": len(json.dumps(result["design"]).encode()),
           "step_time_s": None, "steps_to_best": 0, "wall_s_to_best": 0.0,

@@ -321,7 +321,12 @@ def train(*, model_dir: str, mixture_or_task_name: str,
         out_shardings=(state_shardings, partitioning.replicated)))
     logger = _Logger(model_dir, start_step, files=primary)
     # What trains, against the pretrained model's size (`prompt-tuning compare` reads it).
+    # A reparameterised prefix is folded for inference: fewer params are served than train.
+    served = tree.count(trainable) + (
+        sum(adapter_params.count_params(model, inference=True).values())
+        - sum(adapter_params.count_params(model).values()) if adapters is not None else 0)
     logger.write("params", start_step, {"trainable_params": tree.count(trainable),
+                                        "inference_params": served,
                                         "model_params": model_params})
     best = checkpointer.load_best()
     last_eval: dict = {}
