@@ -4,7 +4,8 @@
 format: super_glue 1.0.2, glue 2.0.0) for `(dataset/config, split)` through
 `tfds.testing.mock_data`, so registered tasks run end to end without a
 download. `EXAMPLES` holds one hand-written example per task table row, with
-the exact T5 input and target it must give.
+the exact T5 input and target it must give (SQuAD and MRQA: `QA`, in TFDS
+squad 3.0.0's and mrqa 1.0.0's features).
 """
 import contextlib
 import os
@@ -13,7 +14,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from prompt_tuning.data import tasks, verbalizers
+from prompt_tuning.data import mrqa, tasks, verbalizers
 from prompt_tuning.data import vocab as vocab_lib
 
 # Text a test SentencePiece model is trained on (our own sentences).
@@ -173,6 +174,54 @@ EXAMPLES = {
                                 "qqp question1: How do I learn to swim? question2: Is swimming "
                                 "hard to learn?", "not_equivalent"),
 }
+
+
+# ------------------------------------------------------------ SQuAD, MRQA
+def mrqa_raw(qid: str, question: str, context: str, answers: list) -> dict:
+  """An example in TFDS mrqa 1.0.0's features; the token and span features left empty."""
+  empty = tf.ragged.constant([], dtype=tf.int32, ragged_rank=1)
+  return {"qid": qid, "question": question, "context": context, "answers": answers,
+          "subset": "", "context_tokens": {"tokens": [], "offsets": []},
+          "question_tokens": {"tokens": [], "offsets": []},
+          "detected_answers": {"text": [], "char_spans": {"start": empty, "end": empty},
+                               "token_spans": {"start": empty, "end": empty}}}
+
+
+# MRQA config -> (question, context, gold answers); our own sentences.
+QA = {
+    "squad": ("Who built the bridge?", "The bridge was built by Ada in 1901.", ["Ada", "by Ada"]),
+    "news_qa": ("Where did the storm hit?", "The storm hit Leeds on Monday.", ["Leeds"]),
+    "trivia_qa": ("Which planet is red?", "Mars is called the red planet.", ["Mars"]),
+    "search_qa": ("What do bees make?", "Bees make honey and wax.", ["honey"]),
+    "hotpot_qa": ("Whose dog is Rex?", "Rex is the dog of Sam. Sam lives in Oslo.", ["Sam"]),
+    "natural_questions": ("when was the tower opened", "The tower opened in 1889.", ["1889"]),
+    "textbook_qa": ("What do plants need?", "Plants need light and water.",
+                    ["light and water", "light"]),
+    "bio_asq": ("Which gene is linked to the disease?", "The disease is linked to the gene X1.",
+                ["X1"]),
+    "race": ("Why was Tom late?", "Tom was late because of the rain.", ["the rain", "rain"]),
+    "relation_extraction": ("Where was Ann born?", "Ann was born in Porto.", ["Porto"]),
+    "duo_rc": ("Who saves the king?", "In the film, a young guard saves the king.",
+               ["a young guard"]),
+    "drop": ("How many goals were scored?", "Lima scored two goals and Cruz one.", ["3", "three"]),
+}
+
+
+def _qa_examples() -> dict:
+  out = {"squad_v11_v300": (
+      "squad/v1.1", {"id": "s0", "title": "Bridges", "question": QA["squad"][0],
+                     "context": QA["squad"][1],
+                     "answers": {"text": QA["squad"][2], "answer_start": [24, 21]}},
+      f"question: {QA['squad'][0]} context: {QA['squad'][1]}", QA["squad"][2][0])}
+  for domain in mrqa.DOMAINS:
+    question, context, answers = QA[domain.config]
+    out[domain.task] = (f"mrqa/{domain.config}",
+                        mrqa_raw(f"{domain.config}-0", question, context, answers),
+                        f"question: {question} context: {context}", answers[0])
+  return out
+
+
+EXAMPLES.update(_qa_examples())
 
 
 def eval_split(spec) -> str:

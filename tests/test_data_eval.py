@@ -97,3 +97,18 @@ def test_record_scores_against_every_gold_answer():
   got = _evaluate("taskless_super_glue_record_v102", served, predictions=["Kim Park Lee", "Lee"])
   # "kim park lee" vs "kim park": precision 2/3, recall 1 -> F1 0.8
   assert got["exact_match"] == 50.0 and got["f1"] == pytest.approx(100 * (0.8 + 1) / 2)
+
+
+def test_squad_and_mrqa_score_against_every_gold_answer():
+  squad = fx.EXAMPLES["squad_v11_v300"][1]  # gold answers "Ada", "by Ada"
+  other = dict(squad, id="s1", answers={"text": ["1901"], "answer_start": [31]})
+  served = {("squad/v1.1", "validation"): [squad, other]}
+  got = _evaluate("squad_v11_v300", served, predictions=["By Ada.", "in 1901"])
+  # "by ada" == the second gold answer (EM 1); "in 1901" vs "1901": P 1/2, R 1 -> F1 2/3
+  assert got == {"exact_match": 50.0, "f1": pytest.approx(100 * (1 + 2 / 3) / 2)}
+  drop = fx.EXAMPLES["mrqa_drop_v100"][1]  # gold answers "3", "three"
+  served = {("mrqa/drop", "test"): [drop]}
+  assert _evaluate("mrqa_drop_v100", served, predictions=["Three"], split="test") == {
+      "exact_match": 100.0, "f1": 100.0}
+  assert _evaluate("mrqa_drop_v100", served, predictions=[""], split="test") == {
+      "exact_match": 0.0, "f1": 0.0}

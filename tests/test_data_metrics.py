@@ -282,3 +282,54 @@ def test_rank_target_postprocessor_reads_ids_and_option():
   multirc = {"idx/answer": np.int32(9), "idx/paragraph": np.int32(4),
              "idx/question": np.int32(2)}
   assert postprocessors.example_key(multirc) == (9, 4, 2)
+
+
+# ------------------------------------------------------------ SQuAD / MRQA
+@pytest.mark.parametrize("text,normalised", [
+    ("The Eiffel Tower", "eiffel tower"),           # article at the start
+    ("U.S.A.!", "usa"),                              # punctuation goes, letters join
+    ("  New\tYork \n City ", "new york city"),       # whitespace collapses
+    ("Theory of an Anthem", "theory of anthem"),     # articles only as whole words
+    ("a, an, the", ""),                              # nothing but articles
+    ("", ""),
+])
+def test_squad_normalisation_by_hand(text, normalised):
+  assert metrics.normalize_answer(text) == normalised
+
+
+def test_squad_em_and_f1_by_hand_take_the_max_over_every_gold_answer():
+  targets = [["Denver Broncos", "the Broncos"],      # "broncos" matches the second exactly
+             ["Denver Broncos", "Carolina Panthers"],
+             ["Broncos"],
+             ["The"]]                                # normalises to ""
+  predictions = ["Broncos.", "denver", "", ""]
+  got = metrics.squad(targets, predictions)
+  # EM: 1, 0, 0, 1 ("" == ""). F1: 1; "denver" vs "denver broncos" P 1, R 1/2 -> 2/3
+  # (0 against the other answer, so the max is 2/3); an empty prediction shares no
+  # token -> 0; "" vs "" shares none either -> 0 (SQuAD v1.1).
+  assert got == {"exact_match": 50.0, "f1": pytest.approx(100 * (1 + 2 / 3) / 4)}
+  # Which gold answer scores best differs per metric: EM and F1 each take their own max.
+  got = metrics.squad([["Super Bowl 50", "the Super Bowl"]], ["the super bowl 50 game"])
+  # vs "super bowl 50": P 3/4, R 1 -> 6/7; vs "super bowl": P 2/4, R 1 -> 2/3
+  assert got == {"exact_match": 0.0, "f1": pytest.approx(100 * 6 / 7)}
+
+
+def test_squad_f1_counts_repeated_tokens_once_per_match():
+  # pred [cat, cat, sat] vs gold [cat, sat, on, mat]: common {cat: 1, sat: 1} = 2;
+  # P 2/3, R 2/4 -> F1 = 2 * (2/3) * (1/2) / (2/3 + 1/2) = 4/7
+  assert metrics.squad([["cat sat on the mat"]], ["The cat cat sat"])["f1"] == pytest.approx(
+      100 * 4 / 7)
+
+
+def test_squad_refuses_unlabelled_or_mismatched_inputs():
+  with pytest.raises(ValueError, match="squad: 1 of 2 targets have no answers"):
+    metrics.squad([["x"], []], ["x", "y"])
+  with pytest.raises(ValueError, match="squad: 2 targets and 1 predictions; expected the same"):
+    metrics.squad([["x"], ["y"]], ["x"])
+
+
+def test_answers_postprocessor_keeps_every_gold_answer():
+  ex = {"answers": np.array([b"Denver Broncos", b"the Broncos"], dtype=object)}
+  assert postprocessors.answers(b"x", example=ex, is_target=True) == [
+      "Denver Broncos", "the Broncos"]
+  assert postprocessors.answers(b"Broncos", example=ex) == "Broncos"

@@ -24,6 +24,8 @@ _COMMANDS = {
     "infer": ("prompt_tuning.cli.infer", "predictions for inputs, one or many prompts"),
     "export": ("prompt_tuning.cli.export", "write a prompt as a PEFT adapter or .npy files"),
     "nearest": ("prompt_tuning.cli.nearest", "a prompt's nearest vocabulary tokens and norms"),
+    "domain-shift": ("prompt_tuning.cli.domain_shift",
+                     "tune on SQuAD, evaluate zero-shot on every MRQA domain (a table)"),
     "design": ("prompt_tuning.cli.design",
                "evaluate a hard text prompt (prompt design), nothing trained"),
     "compare": ("prompt_tuning.cli.compare",

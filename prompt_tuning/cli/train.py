@@ -16,23 +16,28 @@ resumes from MODEL_DIR's latest checkpoint.
 """
 import os
 import sys
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from prompt_tuning import sharding
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.cli import flags, quiet
 
 
-def run_train(argv, progress: bool = True):
+def run_train(argv, progress: bool = True, prog: str = "prompt-tuning train",
+              description: Optional[str] = None, check: Optional[Callable[[], Any]] = None):
   """Parses flags and gin, runs the gin-configured `loop.train`; returns its TrainResult.
 
   MODEL_DIR/config.gin is written when the run starts, operative_config.gin after.
+  `prog` and `description` name the command in `--help` and flag errors; `check`
+  runs once gin is set up, before training (a command's own settings fail early).
   """
-  args = flags.parse_flags(argv, "prompt-tuning train", __doc__, multihost=True)
+  args = flags.parse_flags(argv, prog, description or __doc__, multihost=True)
   flags.initialize_distributed(args)  # before anything below touches a device
   import gin  # pylint: disable=import-outside-toplevel
   from prompt_tuning.train import loop  # pylint: disable=import-outside-toplevel
   flags.setup_gin(args)
+  if check is not None:
+    check()
   configured = gin.get_configurable(loop.train)
   model_dir = gin.query_parameter("%MODEL_DIR")
   if not isinstance(model_dir, str) or not model_dir:

@@ -1,4 +1,4 @@
-"""Official SuperGLUE / GLUE metrics, in seqio's form, as percentages.
+"""Official SuperGLUE / GLUE and SQuAD metrics, in seqio's form, as percentages.
 
 Predict metrics are `fn(targets, predictions) -> {name: value}` over
 postprocessed targets and predictions (class ids, floats, texts, or
@@ -158,9 +158,13 @@ def unparsable_rate(targets, predictions) -> dict:
   return {"unparsable_rate": 100.0 * float(np.mean(p == postprocessors.UNPARSABLE_SCORE))}
 
 
-# --------------------------------------------------------------- ReCoRD
+# ------------------------------------------------ ReCoRD, SQuAD and MRQA
 def normalize_answer(text: str) -> str:
-  """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
+  """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces.
+
+  In that order, as the SQuAD v1.1 evaluation does it: "The  U.S.A.!" -> "usa";
+  "a" / "an" / "the" go only as whole words ("theory" stays).
+  """
   text = text.lower()
   text = "".join(c for c in text if c not in set(string.punctuation))
   text = re.sub(r"\b(a|an|the)\b", " ", text)
@@ -168,6 +172,8 @@ def normalize_answer(text: str) -> str:
 
 
 def _token_f1(prediction: str, answer: str) -> float:
+  """Bag-of-tokens F1 of two normalised texts; 0 when they share no token (also when
+  either is empty, as in SQuAD v1.1)."""
   ours, theirs = normalize_answer(prediction).split(), normalize_answer(answer).split()
   common = sum((collections.Counter(ours) & collections.Counter(theirs)).values())
   if common == 0:
@@ -176,22 +182,46 @@ def _token_f1(prediction: str, answer: str) -> float:
   return 2 * precision * recall / (precision + recall)
 
 
+def _max_over_answers(name: str, answers: Sequence[Sequence[str]],
+                      predictions: Sequence[str]) -> dict:
+  """{"exact_match", "f1"} in percent: per example the max over its gold answers, then the mean.
+
+  Args:
+    name: the metric, for errors.
+    answers: [N] lists of gold answer texts (each list non-empty).
+    predictions: [N] predicted texts ("" when the model produced nothing).
+  """
+  if len(answers) != len(predictions) or not len(answers):
+    raise ValueError(f"{name}: {len(answers)} targets and {len(predictions)} predictions; "
+                     "expected the same number, > 0.")
+  unanswered = sum(not len(a) for a in answers)
+  if unanswered:
+    raise ValueError(f"{name}: {unanswered} of {len(answers)} targets have no answers "
+                     "(unlabelled examples, e.g. a test split); expected labelled examples.")
+  em = [max(float(normalize_answer(p) == normalize_answer(a)) for a in gold)
+        for gold, p in zip(answers, predictions)]
+  f1s = [max(_token_f1(p, a) for a in gold) for gold, p in zip(answers, predictions)]
+  return {"exact_match": 100.0 * float(np.mean(em)), "f1": 100.0 * float(np.mean(f1s))}
+
+
 def record(targets, predictions) -> dict:
   """ReCoRD: exact match and token F1, each the max over the gold answers.
 
   Targets are {"group", "answers": [...]}, predictions the generated text.
   """
-  if len(targets) != len(predictions) or not targets:
-    raise ValueError(f"record: {len(targets)} targets and {len(predictions)} predictions; "
-                     "expected the same number, > 0.")
-  unanswered = sum(not t["answers"] for t in targets)
-  if unanswered:
-    raise ValueError(f"record: {unanswered} of {len(targets)} targets have no answers "
-                     "(unlabelled examples, e.g. the test split); expected labelled examples.")
-  em = [max(float(normalize_answer(p) == normalize_answer(a)) for a in t["answers"])
-        for t, p in zip(targets, predictions)]
-  f1s = [max(_token_f1(p, a) for a in t["answers"]) for t, p in zip(targets, predictions)]
-  return {"exact_match": 100.0 * float(np.mean(em)), "f1": 100.0 * float(np.mean(f1s))}
+  return _max_over_answers("record", [t["answers"] for t in targets], predictions)
+
+
+def squad(targets, predictions) -> dict:
+  """SQuAD / MRQA: exact match and token F1 in percent, each the max over the gold answers.
+
+  The answers are compared after `normalize_answer`, as SQuAD v1.1's
+  evaluation does (T5 reports the same two numbers, times 100). Targets are
+  lists of gold answer texts (`postprocessors.answers`), predictions the
+  decoded text; an empty prediction scores 0 unless a gold answer normalises
+  to "" too (then EM 1, F1 0, as in SQuAD v1.1).
+  """
+  return _max_over_answers("squad", targets, predictions)
 
 
 # ---------------------------------------------------- rank classification

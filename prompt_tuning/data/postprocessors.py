@@ -102,6 +102,17 @@ def record_answer(text, example=None, is_target=False):
   return _text(text)
 
 
+def answers(text, example=None, is_target=False):
+  """SQuAD / MRQA: the predicted text, or the example's gold answers as a list of texts.
+
+  Every gold answer is kept (`example["answers"]`, [A] strings), so
+  `metrics.squad` takes the max over them.
+  """
+  if is_target:
+    return [_text(a) for a in example["answers"]]
+  return _text(text)
+
+
 def _wsc_words(text: str) -> list[str]:
   words = "".join(c if c.isalnum() or c in "' " else " " for c in text.lower()).split()
   return [w for w in words if w not in _WSC_IGNORED]

@@ -1,7 +1,7 @@
-"""TFDS SuperGLUE / GLUE examples -> T5's text-to-text examples (tf.data).
+"""TFDS SuperGLUE / GLUE / SQuAD / MRQA examples -> T5's text-to-text examples (tf.data).
 
 Every function maps a `tf.data.Dataset` of examples in TFDS's feature format
-(super_glue 1.0.2, glue 2.0.0) to examples with string `inputs` and `targets`
+(super_glue 1.0.2, glue 2.0.0, squad 3.0.0, mrqa 1.0.0) to examples with string `inputs` and `targets`
 plus what postprocessing and metrics need: `label` (int32 class id, -1 when
 unlabelled), the example ids (`idx`, or `idx/<part>` for MultiRC and ReCoRD)
 and any passthrough features.
@@ -57,6 +57,12 @@ def _renamed(x: Mapping[str, tf.Tensor], rename: Optional[Mapping[str, str]]) ->
   for old, new in (rename or {}).items():
     x[new] = x.pop(old)
   return x
+
+
+def _first_answer(answers: tf.Tensor) -> tf.Tensor:
+  """The first of [A] gold answers, "<unk>" when there is none (unlabelled)."""
+  return tf.cond(tf.size(answers) > 0, lambda: answers[0],
+                 lambda: tf.constant(UNLABELED_TARGET))
 
 
 # --------------------------------------------------------------- formats
@@ -125,12 +131,34 @@ def record(ds: tf.data.Dataset, *, prefix: Optional[str]) -> tf.data.Dataset:
     passage = tf.strings.regex_replace(x["passage"], "([.?!\"'])\n@highlight\n", "\\1 ")
     passage = tf.strings.regex_replace(passage, "\n@highlight\n", ". ")
     entities = tf.strings.reduce_join(x["entities"], separator=", ")
-    answers = x["answers"]
-    target = tf.cond(tf.size(answers) > 0, lambda: answers[0],
-                     lambda: tf.constant(UNLABELED_TARGET))
     return {"inputs": _join(prefix, [("query", x["query"]), ("entities", entities),
                                      ("passage", passage)]),
-            "targets": target, "answers": answers, **_ids(x)}
+            "targets": _first_answer(x["answers"]), "answers": x["answers"], **_ids(x)}
+  return ds.map(fn, num_parallel_calls=AUTOTUNE)
+
+
+def question_context(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """SQuAD / MRQA in T5's format: "question: <q> context: <c>" -> the first gold answer.
+
+  There is no task word (T5's SQuAD input has none), so these tasks have no
+  taskless variant. The text is kept as TFDS gives it: T5's own SQuAD
+  preprocessing also put spaces around punctuation, which we do not, so a
+  prediction compares with the gold answers as they are written. MRQA's
+  context markers ("[PAR]", "[TLE]", "[DOC]", "[SEP]") stay in the context.
+
+  Args:
+    ds: TFDS `squad` examples (`answers` = {"text": [A], "answer_start": [A]},
+      `id`) or `mrqa` examples (`answers` = [A] strings, `qid`).
+
+  Returns:
+    Examples with `inputs`, `targets`, `answers` ([A] strings: every gold
+    answer, for `metrics.squad`) and the string `id`.
+  """
+  def fn(x):
+    answers = x["answers"]["text"] if isinstance(x["answers"], Mapping) else x["answers"]
+    return {"inputs": _join(None, [("question", x["question"]), ("context", x["context"])]),
+            "targets": _first_answer(answers), "answers": answers,
+            "id": x["id"] if "id" in x else x["qid"]}
   return ds.map(fn, num_parallel_calls=AUTOTUNE)
 
 

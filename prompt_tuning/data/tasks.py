@@ -1,4 +1,4 @@
-"""SuperGLUE and GLUE as seqio tasks in T5's text-to-text form.
+"""SuperGLUE, GLUE, SQuAD and MRQA as seqio tasks in T5's text-to-text form.
 
 Nothing is registered on import: `register_tasks(vocabulary=...)` registers
 every task and mixture, with the model's VOCABULARY (T5's by default, read
@@ -15,12 +15,18 @@ Names (one row of `TASKS` each):
   glue_mrpc_from_qqp_v200, glue_qqp_from_mrpc_v200 (+ taskless_)
       zero-shot transfer (paper section 5): the other dataset's validation
       split, answered in the training task's label words
+  squad_v11_v300                    SQuAD v1.1 (TFDS squad/v1.1:3.0.0),
+      "question: <q> context: <c>" -> answer, scored by SQuAD EM and F1 against
+      every gold answer; no task word, so no taskless_ variant
+  mrqa_<domain>_v100                the MRQA 2019 sets (TFDS mrqa 1.0.0, see
+      `prompt_tuning.data.mrqa`): in-domain train + validation, out-of-domain
+      test only; as SQuAD
 Mixtures (training examples-proportional): super_glue_v102, glue_v200,
 glue_mrpc_from_qqp_zeroshot_v200, glue_qqp_from_mrpc_zeroshot_v200 (+ taskless_).
 
-Splits are TFDS's (super_glue 1.0.2, glue 2.0.0), with two training-only
-rules: WSC trains on the examples whose candidate is the referent, ReCoRD on
-one example per gold answer; validation and test keep every example. Those
+Splits are TFDS's (super_glue 1.0.2, glue 2.0.0, squad 3.0.0, mrqa 1.0.0),
+with two training-only rules: WSC trains on the examples whose candidate is
+the referent, ReCoRD on one example per gold answer; validation and test keep every example. Those
 rules need the split, so each task's formatting runs in its data source
 (`FormattedTfdsSource`); the seqio preprocessors only tokenize and append EOS
 (after trimming, so a truncated input still ends in EOS).
@@ -33,15 +39,17 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import seqio
 import tensorflow as tf
 
-from prompt_tuning.data import metrics, postprocessors, preprocessors, verbalizers
+from prompt_tuning.data import metrics, mrqa, postprocessors, preprocessors, verbalizers
 from prompt_tuning.data import vocab as vocab_lib
 
 TASKLESS_PREFIX = "taskless_"
 RANK_SUFFIX = "_rank_classification"
 
+KINDS = ("glue", "stsb", "record", "wsc", "qa")
 _SG = {"train": "train", "validation": "validation", "test": "test"}
 _TEST = {"test": "test"}
 _EVAL = {"validation": "validation", "test": "test"}
+_TRAIN_VALIDATION = {"train": "train", "validation": "validation"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +60,9 @@ class TaskSpec:
     name: the registered name (`taskless_` and the rank suffix are added).
     tfds_name: TFDS dataset with config and version.
     splits: seqio split -> TFDS split.
-    prefix: the task word(s) starting a T5 input ("rte" for AX-b, "wsc:").
-    kind: "glue" (label words), "stsb", "record" or "wsc".
+    prefix: the task word(s) starting a T5 input ("rte" for AX-b, "wsc:"); "" for
+      none (SQuAD, MRQA), and then there is no taskless variant.
+    kind: "glue" (label words), "stsb", "record", "wsc" or "qa" (SQuAD, MRQA).
     label_space: the verbalizer's label space (kind "glue" only).
     feature_names: input features in order (kind "glue").
     rename: TFDS feature -> its name in the input.
@@ -80,8 +89,8 @@ class TaskSpec:
   num_train_examples: int = 0
 
   def __post_init__(self):
-    if self.kind not in ("glue", "stsb", "record", "wsc"):
-      raise ValueError(f"{self.name}: kind={self.kind!r}; expected glue, stsb, record or wsc.")
+    if self.kind not in KINDS:
+      raise ValueError(f"{self.name}: kind={self.kind!r}; expected one of {KINDS}.")
     if (self.kind == "glue") != (self.label_space is not None):
       raise ValueError(f"{self.name}: label_space={self.label_space!r}; expected one exactly "
                        "for kind 'glue' (label words).")
@@ -178,6 +187,12 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("glue_qqp_from_mrpc_v200", "glue/qqp:2.0.0", {"validation": "validation"}, "qqp",
              label_space="glue_mrpc", feature_names=("question1", "question2"),
              metric_fns=_F1_ACC),
+    # ---------------------------------------------------------- SQuAD, MRQA
+    TaskSpec("squad_v11_v300", "squad/v1.1:3.0.0", _TRAIN_VALIDATION, "", kind="qa",
+             metric_fns=(metrics.squad,), rank_options=None, num_train_examples=87_599),
+    *(TaskSpec(d.task, d.tfds_name, _TRAIN_VALIDATION if d.in_domain else _TEST, "",
+               kind="qa", metric_fns=(metrics.squad,), rank_options=None,
+               num_train_examples=d.num_train_examples) for d in mrqa.DOMAINS),
 )
 
 # mixture -> its tasks (mixed by num_train_examples; eval-only tasks are
@@ -238,6 +253,8 @@ def _format(ds: tf.data.Dataset, split: str, *, spec: TaskSpec, task: str,
                             passthrough=spec.passthrough)
   elif spec.kind == "stsb":
     ds = preprocessors.stsb(ds, prefix=prefix)
+  elif spec.kind == "qa":
+    ds = preprocessors.question_context(ds)
   elif spec.kind == "record":
     ds = preprocessors.record(ds, prefix=prefix)
     if train:
@@ -261,6 +278,8 @@ def _postprocessor(spec: TaskSpec) -> Callable[..., Any]:
     return postprocessors.score
   if spec.kind == "record":
     return postprocessors.record_answer
+  if spec.kind == "qa":
+    return postprocessors.answers
   if spec.kind == "wsc":
     return postprocessors.wsc_referent
   if spec.group is not None:
@@ -278,11 +297,16 @@ def task_names(rank: bool = True) -> list[str]:
   """Every task name `register_tasks` registers (not mixtures), in table order."""
   names = []
   for spec in TASKS:
-    for taskless in (False, True):
+    for taskless in _taskless_variants(spec):
       names.append(task_name(spec.name, taskless))
       if rank and spec.rank_options:
         names.append(task_name(spec.name, taskless, rank=True))
   return names
+
+
+def _taskless_variants(spec: TaskSpec) -> tuple[bool, ...]:
+  """(False, True): the task with and without its task word; (False,) without one."""
+  return (False, True) if spec.prefix else (False,)
 
 
 def mixture_names() -> list[str]:
@@ -298,7 +322,8 @@ def get_spec(name: str) -> TaskSpec:
   base = name[len(TASKLESS_PREFIX):] if name.startswith(TASKLESS_PREFIX) else name
   base = base[:-len(RANK_SUFFIX)] if base.endswith(RANK_SUFFIX) else base
   if base not in _SPECS:
-    raise ValueError(f"{name!r} is not a SuperGLUE/GLUE task of prompt_tuning.data.tasks; "
+    raise ValueError(f"{name!r} is not a SuperGLUE/GLUE/SQuAD/MRQA task of "
+                     "prompt_tuning.data.tasks; "
                      f"expected one of {task_names()[:4]} ... ({len(task_names())} tasks).")
   return _SPECS[base]
 
@@ -335,7 +360,7 @@ def register_tasks(vocabulary: Union[None, str, seqio.Vocabulary] = None,
               seqio.preprocessors.append_eos_after_trim]
   for spec in TASKS:
     postprocess = _postprocessor(spec)
-    for taskless in (False, True):
+    for taskless in _taskless_variants(spec):
       for rank in ((False, True) if spec.rank_options else (False,)):
         name = task_name(spec.name, taskless, rank)
         fmt = functools.partial(_format, spec=spec, task=name, taskless=taskless, rank=rank)
