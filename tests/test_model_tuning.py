@@ -97,3 +97,32 @@ def test_model_tuning_trains_every_weight_without_a_prompt(tmp_path, frozen):
 def test_no_prompt_and_no_regex_is_still_refused(tmp_path):
   with pytest.raises(ValueError, match="PROMPT_LENGTH=0 and DECODER_PROMPT_LENGTH=0"):
     _train(tmp_path / "none")
+
+
+@pytest.mark.parametrize("method", ["model_tuning", "lora"])
+def test_prompt_eval_evaluates_a_method_run_as_it_logged(tmp_path, method):
+  # `prompt-tuning eval` on a run without soft prompts: the tuned weights, or the
+  # method recorded in the run's checkpoints, give the metrics the run logged.
+  from prompt_tuning.eval import prompt_eval
+  from prompt_tuning.models.adapters import AdapterSpec, LoraSpec
+  kwargs = ({"trainable_regex": ".*"} if method == "model_tuning" else
+            {"adapters": AdapterSpec(lora=LoraSpec()),
+             "optimizer": optim.paper_adafactor(1e-2)})
+  result = _train(tmp_path / method, **kwargs)
+  best = run_dir.load_best(result.model_dir)
+  logged = next(r for r in run_dir.read_metrics(result.model_dir)
+                if r["kind"] == "eval" and r["step"] == best["step"])
+  got = prompt_eval.evaluate_prompt(
+      mixture_or_task_name=TASK, task_feature_lengths={"inputs": 16, "targets": 8},
+      initial_checkpoint_path=MODEL, model_dir=result.model_dir, batch_size=8,
+      num_examples=16, register_tasks=lambda: demo_tasks.register_demo_tasks(
+          demo_tasks.demo_vocabulary()))
+  assert got[f"{TASK}/accuracy"] == logged[f"{TASK}/accuracy"]
+  assert abs(got[f"{TASK}/loss_per_token"] - logged[f"{TASK}/loss_per_token"]) < 1e-4
+  # Without the run's record the LoRA arrays alone are refused, naming where to read them.
+  if method == "lora":
+    with pytest.raises(ValueError, match="nothing to evaluate.*read from their run's MODEL_DIR"):
+      prompt_eval.evaluate_prompt(
+          mixture_or_task_name=TASK, task_feature_lengths={"inputs": 16, "targets": 8},
+          initial_checkpoint_path=MODEL, prompt_file=run_dir.best_dir(result.model_dir),
+          batch_size=8, num_examples=16)

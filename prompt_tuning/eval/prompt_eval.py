@@ -4,8 +4,10 @@
 settings plus where the prompt is: a run's MODEL_DIR with EVAL_CHECKPOINT
 ("best", "latest" or a step), or EVAL_PROMPT_FILE (a `.npy`, a directory of
 prompt files such as google-research/prompt-tuning's numpy checkpoints, a PEFT
-adapter, another run). The prompts' lengths (and whether there is a decoder
-prompt) are read off the saved arrays; a saved bank is evaluated one member at
+adapter, another run). A run of another method (LoRA, IA3, prefix, deep
+prompts: its checkpoints record the ADAPTERS) or of model tuning is evaluated
+with its saved params in place. The prompts' lengths (and whether there is a
+decoder prompt) are read off the saved arrays; a saved bank is evaluated one member at
 a time (EVAL_PROMPT_INDEX). EVAL_PROMPT_FILES, a list of N such sources, is a
 prompt ensemble (the paper's section 6): the N prompts are evaluated in one
 batched pass through a bank, each member's metrics reported with their mean,
@@ -23,6 +25,7 @@ from prompt_tuning.checkpoints import bank as bank_lib, frozen as frozen_lib, ru
 from prompt_tuning.data import inputs
 from prompt_tuning.eval.evaluator import Evaluator
 from prompt_tuning.models import Transformer
+from prompt_tuning.models.adapters import AdapterSpec
 from prompt_tuning.prompts import export
 from prompt_tuning.prompts.spec import PROMPT_PATH, PROMPT_PATHS
 
@@ -70,6 +73,17 @@ def read_prompts(model_dir: Optional[str] = None, checkpoint: Union[str, int] = 
   return run_dir.read_trainable(model_dir, checkpoint)
 
 
+def run_adapters(source: Optional[str]) -> Optional[AdapterSpec]:
+  """The ADAPTERS a run at `source` trained with (its checkpoint metadata), else None."""
+  if not source or not os.path.isdir(source) or not run_dir.is_run_dir(source):
+    return None
+  try:
+    record = run_dir.read_meta(source).get("adapters")
+  except (FileNotFoundError, ValueError):  # no orbax checkpoint: prompts only
+    return None
+  return AdapterSpec.from_json(record) if record else None
+
+
 def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
                     initial_checkpoint_path: str, model_dir: Optional[str] = None,
                     checkpoint: Union[str, int] = "best", prompt_file: Optional[str] = None,
@@ -113,17 +127,22 @@ def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[
                                              if model_dir else "."))
   flat, source = read_prompts(model_dir, checkpoint, prompt_file)
   specs = export.prompt_specs(flat, prompt_combine, where=source)
-  if not specs:
-    raise ValueError(f"{source}: no prompt to evaluate; expected {PROMPT_PATH} and/or "
-                     f"{PROMPT_PATHS[1]}, found {sorted(flat)}.")
+  adapters = run_adapters(prompt_file or model_dir)
   config, frozen = frozen_lib.load_frozen(initial_checkpoint_path, model_config,
                                           dropout_rate=0.0)
-  model = Transformer(config, encoder_prompt=specs.get("encoder"),
-                      decoder_prompt=specs.get("decoder"))
   frozen_flat = tree.flatten(frozen)
-  unknown = sorted(set(flat) - set(frozen_flat) - set(PROMPT_PATHS))
+  if not specs and adapters is None and not set(flat) & set(frozen_flat):
+    raise ValueError(f"{source}: nothing to evaluate; expected {PROMPT_PATH} and/or "
+                     f"{PROMPT_PATHS[1]} or tuned weights, found {sorted(flat)[:4]} (a "
+                     "method's params, e.g. LoRA's, are read from their run's MODEL_DIR, "
+                     "whose checkpoints record its ADAPTERS).")
+  model = Transformer(config, encoder_prompt=specs.get("encoder"),
+                      decoder_prompt=specs.get("decoder"), adapters=adapters)
+  unknown = sorted(p for p in set(flat) - set(frozen_flat) - set(PROMPT_PATHS)
+                   if adapters is None or adapters.method_of(p) is None)
   if unknown:
-    raise ValueError(f"{source}: params {unknown} are not in the model.")
+    raise ValueError(f"{source}: params {unknown} are not in the model"
+                     + ("" if adapters else " (and the run records no ADAPTERS)") + ".")
   for spec in specs.values():
     spec.check(flat[spec.path], config.emb_dim, where=f"{source}: {spec.path}")
   if model.num_prompts > 1:
