@@ -5,3 +5,14 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# One persistent XLA compilation cache for the whole session: the xdist workers and
+# every subprocess a test starts (CLI runs, sharding workers, compare's methods) inherit
+# it, so the demo model's train and eval steps compile once, not once per process. A
+# fresh directory per session (set by the first process, inherited by the others);
+# executables are keyed by their HLO and jax version, so a hit is the same program.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import tempfile
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="prompt_tuning_xla_")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")

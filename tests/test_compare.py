@@ -78,22 +78,20 @@ def test_the_table_formats_what_the_rows_hold():
 def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_path):
   out = tmp_path / "cmp"
   argv = ["--gin_file=runs/demo.gin",
-          "--methods=design_task_word=prompt_design,prompt_design,prompt_tuning,lora",
-          "--method_gin=design_task_word:DESIGN_TEMPLATE='majority: {inputs}'",
-          f"--output_dir={out}", "--gin.TRAIN_STEPS=20", "--gin.EVAL_PERIOD=10",
-          "--gin.EVAL_NUM_EXAMPLES=64"]
+          "--methods=prompt_design,prompt_tuning,lora",
+          f"--output_dir={out}", "--gin.TRAIN_STEPS=10", "--gin.EVAL_PERIOD=5",
+          "--gin.EVAL_NUM_EXAMPLES=32"]
   assert compare_cli.main(argv) == 0
   table = (out / "compare.md").read_text().splitlines()
   result = json.loads((out / "compare.json").read_text())
   assert (out / "compare.png").stat().st_size > 1000
-  assert result["metric"] == METRIC and len(table) == 2 + 4
+  assert result["metric"] == METRIC and len(table) == 2 + 3
   rows = {r["label"]: r for r in result["rows"]}
-  assert list(rows) == ["design_task_word", "prompt_design", "prompt_tuning", "lora"]
+  assert list(rows) == ["prompt_design", "prompt_tuning", "lora"]
   for r in rows.values():
     assert set(report.COLUMNS) <= set(r) and r["peak_memory_gib"] > 0.1
     assert r["model_params"] == rows["prompt_tuning"]["model_params"]
-  # Prompt design: the task word written back is the demo's upper bound.
-  assert rows["design_task_word"]["score"] >= 90 > rows["prompt_design"]["score"]
+  # Prompt design (its bounds: tests/test_prompt_design.py) trains nothing.
   assert rows["prompt_design"]["trainable_params"] == 0
   # Prompt tuning: the row is its run's files. P x D scalars in best/, the score
   # logged at the best step, the step time from the logged rate.

@@ -103,9 +103,11 @@ def test_resume_drops_records_logged_after_the_last_checkpoint(tmp_path):
   with open(tmp_path / run_dir.METRICS_FILE, "a") as f:  # as if killed at step 15
     f.write(json.dumps({"step": 15, "kind": "train", "loss": -1.0}) + "\n")
   result = loop.train(train_steps=20, **kwargs)
-  steps = [r["step"] for r in map(json.loads, open(tmp_path / run_dir.METRICS_FILE))]
-  assert steps == [5, 10, 15, 20]
-  assert all(r["loss"] > 0 for r in result.history)
+  records = list(map(json.loads, open(tmp_path / run_dir.METRICS_FILE)))
+  assert [r["step"] for r in records if r["kind"] == "train"] == [5, 10, 15, 20]
+  # Each start records what trains (step 0, then the resumed step 10).
+  assert [r["step"] for r in records if r["kind"] == "params"] == [0, 10]
+  assert all(r["loss"] > 0 for r in result.history if r["kind"] == "train")
 
 
 def _hf_reference(params, encoder_tokens, targets, prompt):
