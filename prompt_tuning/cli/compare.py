@@ -42,6 +42,7 @@ def _flags(argv):
 
 def main(argv: Optional[list] = None) -> int:
   from prompt_tuning.compare import methods as methods_lib, report, runs  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.eval.prompt_eval import write_json  # pylint: disable=import-outside-toplevel
   argv = sys.argv[1:] if argv is None else argv
   known, args = _flags(argv)
   entries = methods_lib.parse_methods(known.methods)
@@ -72,9 +73,7 @@ def main(argv: Optional[list] = None) -> int:
         continue
       row = {**runs.read_row(entry, model_dir, metric),
              "peak_memory_gib": done["peak_rss_gib"], "wall_s": done["wall_s"]}
-      with open(row_file + ".tmp", "w") as f:
-        json.dump(row, f, indent=1)
-      os.replace(row_file + ".tmp", row_file)
+      write_json(row_file, row)
     metric = metric or row["metric"]
     rows.append(report.with_percent(row))
   rows.sort(key=lambda r: [e.label for e in entries].index(r["label"]))

@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional
 from prompt_tuning import sharding
 from prompt_tuning.checkpoints import run_dir
 from prompt_tuning.cli import flags, quiet
+from prompt_tuning.prompts import export
+from prompt_tuning.prompts.spec import PROMPT_PATHS
 
 
 def run_train(argv, progress: bool = True, prog: str = "prompt-tuning train",
@@ -61,7 +63,7 @@ def main(argv: Optional[list] = None) -> int:
   if result.best:
     print(f"best {result.best['metric']} = {result.best['value']:.4g} at step "
           f"{result.best['step']}")
-  if os.path.basename(result.prompt_path).startswith(("encoder.prompt.", "decoder.prompt.")):
+  if os.path.basename(result.prompt_path) in {export.npy_name(p) for p in PROMPT_PATHS}:
     print(f"prompt: {result.prompt_path}")
   else:  # a method without soft prompts (model tuning, LoRA, ...): its arrays
     print(f"trained params: {os.path.dirname(result.prompt_path)}")

@@ -3,10 +3,11 @@
 The plot is score against trainable parameters (log x), one point per method;
 methods that train nothing (prompt design) sit at the left edge, marked "0".
 """
-import json
 import math
 import os
 from typing import Optional, Sequence
+
+from prompt_tuning.eval.prompt_eval import write_json
 
 COLUMNS = ("label", "method", "score", "trainable_params", "inference_params", "trainable_pct",
            "bytes_per_task", "step_time_s", "peak_memory_gib", "steps_to_best",
@@ -90,12 +91,10 @@ def write(rows: Sequence[dict], metric: str, output_dir: str, info: dict) -> dic
   """Writes compare.md, compare.json and compare.png to `output_dir`; returns their paths."""
   os.makedirs(output_dir, exist_ok=True)
   paths = {k: os.path.join(output_dir, f"compare.{k}") for k in ("md", "json", "png")}
-  table = markdown(rows, metric)
-  for key, text in (("md", table + "\n"),
-                    ("json", json.dumps({**info, "metric": metric, "rows": list(rows)},
-                                        indent=1) + "\n")):
-    with open(paths[key] + ".tmp", "w") as f:
-      f.write(text)
-    os.replace(paths[key] + ".tmp", paths[key])
+  tmp = paths["md"] + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(markdown(rows, metric) + "\n")
+  os.replace(tmp, paths["md"])
+  write_json(paths["json"], {**info, "metric": metric, "rows": list(rows)})
   plot(rows, metric, paths["png"])
   return paths

@@ -42,8 +42,7 @@ def command(entry: Entry, model_dir: str, gin_files: Sequence[str], bindings: Se
   return [sys.executable, "-m", "prompt_tuning.cli", entry.method.command,
           *[f"--gin_file={f}" for f in gin_files], f"--gin_file={entry.method.gin_file}",
           f"--gin.MODEL_DIR={model_dir!r}",
-          *[f"--gin.{b.split('=', 1)[0].strip()}={b.split('=', 1)[1].strip()}"
-            for b in [*bindings, *method_bindings]], *extra_flags]
+          *[f"--gin_bindings={b}" for b in [*bindings, *method_bindings]], *extra_flags]
 
 
 def run(entry: Entry, model_dir: str, argv: Sequence[str]) -> dict:
