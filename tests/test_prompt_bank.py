@@ -288,7 +288,7 @@ def test_ids_of_the_wrong_shape_or_type_or_missing_are_refused():
     call()
   with pytest.raises(ValueError, match="prompt bank holds 3 prompts; expected the prompt_id"):
     from prompt_tuning.eval.evaluator import Evaluator  # pylint: disable=import-outside-toplevel
-    Evaluator.evaluate(type("E", (), {"model": bank_model})(), {}, {}, 0)
+    Evaluator.evaluate(type("E", (), {"model": bank_model, "task_prompt_ids": None})(), {}, {}, 0)
 
 
 def test_a_bank_whose_width_is_not_d_model_is_refused():

@@ -67,6 +67,8 @@ def main(argv: Optional[list] = None) -> int:
     print(f"prompt: {result.prompt_path}")
   else:  # a method without soft prompts (model tuning, LoRA, ...): its arrays
     print(f"trained params: {os.path.dirname(result.prompt_path)}")
+  if result.task_prompts_dir:
+    print(f"per-task prompts (a bank for prompt-tuning infer): {result.task_prompts_dir}")
   return 0
 
 

@@ -9,9 +9,16 @@ how many batches were consumed: on resume the stream is rebuilt and that many
 batches are skipped. Skipping replays the input pipeline (cheap next to a
 model step, but it grows with the step; T5X instead checkpoints the tf.data
 iterator, shuffle buffer included).
+
+A multi-task run (`task_ids`) reads the same mixture with each example's task
+id as a feature: every sub-task's examples carry a [1] int32 `task_id`, which
+passes through the feature converter and arrives as the batch's `prompt_ids`
+[B], the prompt of the bank each example trains. Sampling is the mixture's own
+(its rates, sample function and seed), so the examples are exactly those of
+the plain stream.
 """
 import difflib
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Optional
 
 import numpy as np
 import seqio
@@ -50,6 +57,44 @@ def get_task(name: str):
   return seqio.get_mixture_or_task(name)
 
 
+TASK_ID = "task_id"
+
+
+class TaskIdMixture(seqio.Mixture):
+  """A seqio mixture (or one task) whose examples carry their task's `task_id` [1].
+
+  Args:
+    mixture_or_task: the registered Mixture or Task to read.
+    task_ids: {sub-task name: prompt id}; every sub-task must have one.
+
+  Raises:
+    ValueError: a sub-task without an id (naming it and the tasks that have one).
+  """
+
+  def __init__(self, mixture_or_task, task_ids: Mapping[str, int]):
+    subtasks = seqio.get_subtasks(mixture_or_task)
+    missing = [t.name for t in subtasks if t.name not in task_ids]
+    if missing:
+      raise ValueError(f"{mixture_or_task.name}: tasks {missing} have no prompt in the "
+                       f"multi-task bank, whose tasks are {list(task_ids)}; expected every "
+                       "task of the mixture to have one.")
+    if isinstance(mixture_or_task, seqio.Mixture):
+      rates = [(t.name, mixture_or_task.get_rate(t)) for t in subtasks]
+      super().__init__(mixture_or_task.name, rates, sample_fn=mixture_or_task._sample_fn)  # pylint: disable=protected-access
+    else:
+      super().__init__(mixture_or_task.name, [(mixture_or_task.name, 1.0)])
+    self._task_ids = {t.name: int(task_ids[t.name]) for t in subtasks}
+
+  def get_task_dataset(self, task, *args, **kwargs):
+    ds = super().get_task_dataset(task, *args, **kwargs)
+    task_id = tf.constant([self._task_ids[task.name]], tf.int32)
+
+    @tf.autograph.experimental.do_not_convert
+    def with_id(ex):
+      return {**ex, TASK_ID: task_id}
+    return ds.map(with_id)
+
+
 def check_feature_lengths(task_feature_lengths: Mapping[str, int]) -> dict:
   lengths = dict(task_feature_lengths or {})
   if set(lengths) != {"inputs", "targets"} or not all(
@@ -77,7 +122,8 @@ def fingerprint(name: str, split: str, task_feature_lengths: Mapping[str, int],
 def train_batches(name: str, task_feature_lengths: Mapping[str, int], batch_size: int,
                   seed: int, split: str = "train", start_batch: int = 0,
                   use_cached: bool = False, shuffle: bool = True, shard_index: int = 0,
-                  num_shards: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                  num_shards: int = 1, task_ids: Optional[Mapping[str, int]] = None
+                  ) -> Iterator[dict[str, np.ndarray]]:
   """An endless, deterministic iterator of [B, ...] numpy batches.
 
   Args:
@@ -95,21 +141,32 @@ def train_batches(name: str, task_feature_lengths: Mapping[str, int], batch_size
     shard_index, num_shards: read only shard `shard_index` of `num_shards`
       (seqio's `ShardInfo`: by files where the source has enough, else every
       num_shards-th example); one per host in a multi-host run.
+    task_ids: {sub-task name: prompt id} of a multi-task run (see the module
+      doc); None: no ids.
 
   Yields:
     dicts of int32 [B, L] `encoder_input_tokens` and [B, T]
-    `decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights`.
+    `decoder_input_tokens`, `decoder_target_tokens`, `decoder_loss_weights`;
+    with `task_ids` also [B] `prompt_ids`.
   """
   if not 0 <= shard_index < num_shards:
     raise ValueError(f"shard_index={shard_index}, num_shards={num_shards}; expected "
                      "0 <= shard_index < num_shards.")
   keep_tf_off_accelerators()
   shard_info = seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None
-  ds = seqio.get_dataset(
-      get_task(name), check_feature_lengths(task_feature_lengths),
-      feature_converter=seqio.EncDecFeatureConverter(pack=False), dataset_split=split,
-      use_cached=use_cached, shuffle=shuffle, num_epochs=None, seed=int(seed),
-      shard_info=shard_info, verbose=False)
+  lengths = check_feature_lengths(task_feature_lengths)
+  if task_ids is None:
+    ds = seqio.get_dataset(
+        get_task(name), lengths, feature_converter=seqio.EncDecFeatureConverter(pack=False),
+        dataset_split=split, use_cached=use_cached, shuffle=shuffle, num_epochs=None,
+        seed=int(seed), shard_info=shard_info, verbose=False)
+  else:  # seqio.get_dataset's two steps, with the task id passed through
+    ds = TaskIdMixture(get_task(name), task_ids).get_dataset(
+        lengths, split=split, use_cached=use_cached, shuffle=shuffle, seed=int(seed),
+        shard_info=shard_info, num_epochs=None, passthrough_features=[TASK_ID])
+    spec = seqio.FeatureConverter.FeatureSpec(dtype=tf.int32, rank=1)
+    ds = seqio.EncDecFeatureConverter(pack=False, passthrough_features={TASK_ID: spec})(
+        ds, task_feature_lengths={**lengths, TASK_ID: 1})
   options = tf.data.Options()
   options.deterministic = True
   ds = ds.with_options(options).batch(batch_size, drop_remainder=True)
@@ -117,7 +174,10 @@ def train_batches(name: str, task_feature_lengths: Mapping[str, int], batch_size
     ds = ds.skip(start_batch)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   for batch in ds.as_numpy_iterator():
-    yield {k: batch[k].astype(np.int32) for k in MODEL_FEATURES}
+    out = {k: batch[k].astype(np.int32) for k in MODEL_FEATURES}
+    if task_ids is not None:
+      out["prompt_ids"] = batch[TASK_ID][:, 0].astype(np.int32)
+    yield out
 
 
 def count_tokens(batch: Mapping[str, np.ndarray]) -> int:

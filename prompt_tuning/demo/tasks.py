@@ -2,7 +2,8 @@
 
 Names: `demo_<task>` (input starts with the task word, as in pretraining) and
 `taskless_demo_<task>` (task word removed: the paper's setting); the mixture
-`demo_pretrain` holds every `demo_<task>` at equal rates.
+`demo_pretrain` holds every `demo_<task>` at equal rates, `taskless_demo_mixture`
+every `taskless_demo_<task>` (a multi-task run's: runs/demo_multitask.gin).
 """
 import functools
 import os
@@ -14,6 +15,7 @@ from prompt_tuning import paths
 from prompt_tuning.demo import synthetic
 
 PRETRAIN_MIXTURE = "demo_pretrain"
+TASKLESS_MIXTURE = "taskless_demo_mixture"
 
 
 def demo_vocabulary(model_dir: str = "") -> seqio.SentencePieceVocabulary:
@@ -84,7 +86,8 @@ def register_demo_tasks(vocabulary: seqio.Vocabulary) -> list[str]:
           postprocess_fn=None,
           metric_fns=_metric_fns(name))
       names.append(full)
-  seqio.MixtureRegistry.remove(PRETRAIN_MIXTURE)
-  seqio.MixtureRegistry.add(PRETRAIN_MIXTURE,
-                            [task_name(n) for n in synthetic.TASKS], default_rate=1.0)
+  for mixture, taskless in ((PRETRAIN_MIXTURE, False), (TASKLESS_MIXTURE, True)):
+    seqio.MixtureRegistry.remove(mixture)
+    seqio.MixtureRegistry.add(mixture, [task_name(n, taskless) for n in synthetic.TASKS],
+                              default_rate=1.0)
   return names

@@ -37,6 +37,25 @@ def resolve_metric(results: Mapping[str, float], metric: Optional[str],
                    f"{sorted(results)}; give '<task>/<metric>' for a mixture.")
 
 
+MEAN_PREFIX = "mean"
+
+
+def add_task_mean(results: dict, task_names) -> Optional[str]:
+  """Adds "mean/<metric>": the tasks' mean of the first metric every task reports.
+
+  A multi-task run selects its best prompts by the tasks' mean (not by its
+  first task alone). Returns the key added, or None when no metric is shared.
+  """
+  per_task = [[k.split("/", 1)[1] for k in results if k.startswith(f"{t}/")
+               and k.split("/", 1)[1] not in DERIVED] for t in task_names]
+  shared = [m for m in (per_task[0] if per_task else []) if all(m in p for p in per_task)]
+  if not shared:
+    return None
+  key = f"{MEAN_PREFIX}/{shared[0]}"
+  results[key] = sum(results[f"{t}/{shared[0]}"] for t in task_names) / len(task_names)
+  return key
+
+
 def is_better(value: float, best: Optional[float], mode: str) -> bool:
   """Whether `value` beats `best` (None: nothing yet) in `mode`; NaN never does."""
   if mode not in MODES:

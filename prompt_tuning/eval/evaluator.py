@@ -66,13 +66,16 @@ class Evaluator:
     num_examples: evaluate only the first N examples (None: all).
     log_dir: if set, seqio's JSONLogger writes predictions and metrics there.
     partitioning: the mesh and rules to run on (default: the first device).
+    task_prompt_ids: {task: prompt id} of a multi-task bank: each task's
+      examples use their task's prompt (every eval task must have one).
   """
 
   def __init__(self, model: Transformer, mixture_or_task_name: str,
                task_feature_lengths: Mapping[str, int], batch_size: int,
                split: str = "validation", num_examples: Optional[int] = None,
                log_dir: Optional[str] = None, loss_cfg: Optional[losses.LossConfig] = None,
-               partitioning: Optional[sharding.Partitioning] = None):
+               partitioning: Optional[sharding.Partitioning] = None,
+               task_prompt_ids: Optional[Mapping[str, int]] = None):
     self.partitioning = partitioning or sharding.Partitioning.single_device()
     self.partitioning.check_batch(int(batch_size), "eval batch size")
     inputs.keep_tf_off_accelerators()
@@ -96,6 +99,11 @@ class Evaluator:
         use_memory_cache=True, async_compute_metrics=False,
         logger_cls=(seqio.JSONLogger,) if log_dir else (), log_dir=log_dir)
     self.task_names = [t.name for t in self._seqio.eval_tasks]
+    self.task_prompt_ids = dict(task_prompt_ids) if task_prompt_ids is not None else None
+    missing = sorted(set(self.task_names) - set(self.task_prompt_ids or self.task_names))
+    if missing:
+      raise ValueError(f"{mixture_or_task_name}: eval tasks {missing} have no prompt in the "
+                       f"multi-task bank, whose tasks are {sorted(self.task_prompt_ids)}.")
     mesh, out = self.partitioning, self.partitioning.replicated
     decode = mesh.scoped(jax.jit(lambda params, tokens, ids: decoding.greedy_decode(
         model, params, tokens, max_decode_length=self.target_length, eos_id=self.eos_id,
@@ -138,11 +146,18 @@ class Evaluator:
   def has_tasks(self) -> bool:
     return bool(self.task_names)
 
+  def _prompt_id(self, task: Optional[str], prompt_id: Optional[int]) -> Optional[int]:
+    """The prompt a task's examples use: its multi-task id, else `prompt_id`."""
+    if prompt_id is None and self.task_prompt_ids is not None:
+      return self.task_prompt_ids[task]
+    return prompt_id
+
   def _predict_fn(self, params, prompt_id):
     def predict(ds, model_feature_shapes=None):
       del model_feature_shapes
       out = []
-      for indices, batch, n in _batches(ds, self.batch_size, prompt_id):
+      for indices, batch, n in _batches(ds, self.batch_size,
+                                        self._prompt_id(self._task_of(ds), prompt_id)):
         tokens = np.asarray(self._decode(params, batch["encoder_input_tokens"],
                                          batch.get("prompt_ids")))
         # Fixed-length rows (seqio stacks them); vocabulary.decode stops at EOS.
@@ -155,7 +170,8 @@ class Evaluator:
     def score(ds, model_feature_shapes=None):
       del model_feature_shapes
       out = []
-      for indices, batch, n in _batches(ds, self.batch_size, prompt_id):
+      for indices, batch, n in _batches(ds, self.batch_size,
+                                        self._prompt_id(self._task_of(ds), prompt_id)):
         scores = np.asarray(self._score(params, batch))
         out += [(int(i), float(s)) for i, s in zip(indices, scores[:n])]
       return out
@@ -177,7 +193,7 @@ class Evaluator:
     for task in self.task_names:
       sums: dict = {}
       for _, batch, n in _batches(self._seqio.cached_model_datasets[task], self.batch_size,
-                                  prompt_id):
+                                  self._prompt_id(task, prompt_id)):
         batch["decoder_loss_weights"][n:] = 0  # padded rows carry no weight
         for k, v in self._loss(trainable, frozen, batch).items():
           sums[k] = sums.get(k, 0.0) + float(v)
@@ -258,7 +274,7 @@ class Evaluator:
       {"<task>/<metric>": value} plus `<task>/loss_per_token` and
       `<task>/token_accuracy` (teacher-forced).
     """
-    if self.model.num_prompts > 1 and prompt_id is None:
+    if self.model.num_prompts > 1 and prompt_id is None and self.task_prompt_ids is None:
       raise ValueError(f"the model's prompt bank holds {self.model.num_prompts} prompts; "
                        "expected the prompt_id to evaluate.")
     params = self._placed(tree.merge(trainable, frozen))
@@ -298,7 +314,7 @@ class Evaluator:
                  "decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0)))}
         if k > 1:
           ids = (np.tile(np.arange(k, dtype=np.int32), len(chunk)) if ensembled
-                 else np.full(len(chunk), prompt_id, np.int32))
+                 else np.full(len(chunk), self._prompt_id(task, prompt_id), np.int32))
           reps = k if ensembled else 1
           batch = {f: np.repeat(v, reps, axis=0) for f, v in batch.items()}
           batch["prompt_ids"] = ids

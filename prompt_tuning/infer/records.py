@@ -89,16 +89,23 @@ def read_file(path: str) -> list[Record]:
 
 def read_task(name: str, split: str, sequence_length: dict,
               num_examples: Optional[int] = None) -> Iterator[Record]:
-  """Records of a registered task's split (its text and its token ids)."""
+  """Records of a registered task's split (its text and its token ids).
+
+  A mixture yields each sub-task's records in turn (the first `num_examples`
+  of each), every record naming its own task, so a bank of per-task prompts
+  (a multi-task run's MODEL_DIR/tasks/) serves each with its task's prompt.
+  """
   import seqio  # pylint: disable=import-outside-toplevel
-  task = seqio.get_mixture_or_task(name)
-  if split not in task.splits:
-    raise ValueError(f"{name} has no split {split!r}; expected one of {list(task.splits)}.")
-  ds = task.get_dataset(sequence_length, split=split, shuffle=False, num_epochs=1)
-  if num_examples:
-    ds = ds.take(num_examples)
   text = lambda x: x.decode("utf-8", errors="replace") if isinstance(x, bytes) else str(x)
-  for i, ex in enumerate(ds.as_numpy_iterator()):
-    yield Record(input=text(ex["inputs_pretokenized"]), prompt=name, task=name,
-                 target=text(ex["targets_pretokenized"]) if "targets_pretokenized" in ex
-                 else None, ids=np.asarray(ex["inputs"], np.int32), line=f"{name}[{i}]")
+  for task in seqio.get_subtasks(seqio.get_mixture_or_task(name)):
+    if split not in task.splits:
+      raise ValueError(f"{task.name} has no split {split!r}; expected one of "
+                       f"{list(task.splits)}.")
+    ds = task.get_dataset(sequence_length, split=split, shuffle=False, num_epochs=1)
+    if num_examples:
+      ds = ds.take(num_examples)
+    for i, ex in enumerate(ds.as_numpy_iterator()):
+      yield Record(input=text(ex["inputs_pretokenized"]), prompt=task.name, task=task.name,
+                   target=text(ex["targets_pretokenized"]) if "targets_pretokenized" in ex
+                   else None, ids=np.asarray(ex["inputs"], np.int32),
+                   line=f"{task.name}[{i}]")

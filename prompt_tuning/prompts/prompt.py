@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning.prompts import spec as spec_lib
+from prompt_tuning.prompts import multitask as multitask_lib, spec as spec_lib
 
 Array = jax.Array
 # Re-exported: the paths are the spec module's, named here for one import.
@@ -102,6 +102,8 @@ class Prompt(nn.Module):
   def __call__(self, d_model: int, batch: int,
                prompt_ids: Optional[Array] = None) -> Array:
     """Returns the [B, P, D] per-example prompts."""
+    if self.spec.multitask is not None:
+      return select(self._multitask_bank(d_model), prompt_ids, batch)
     shape = self.spec.shape(d_model)
     if self.has_variable("params", "prompt"):  # given params must fit the spec
       self.spec.check(nn.unbox(self.get_variable("params", "prompt")), d_model)
@@ -109,6 +111,20 @@ class Prompt(nn.Module):
                       nn.with_logical_partitioning(uniform_symmetric(0.5), self.spec.axes),
                       shape, jnp.float32)
     return select(bank, prompt_ids, batch)
+
+  def _multitask_bank(self, d_model: int) -> Array:
+    """The [K, P, D] bank composed from shared and task params ([P, D] when K = 1)."""
+    mt = self.spec.multitask
+    shapes = mt.shapes(mt.shared_length_of(self.spec.length), d_model)
+    given = self.variables.get("params", {})
+    if given:  # given params must be this spec's
+      mt.check(nn.unbox(dict(given)), d_model, self.spec.path)
+    init = uniform_symmetric(0.5)
+    params = {name: self.param(name, nn.with_logical_partitioning(init, axes), shapes[name],
+                               jnp.float32)
+              for name, axes in multitask_lib.PARAMS[mt.mode]}
+    bank = multitask_lib.compose(mt, params)
+    return bank if self.spec.is_bank else bank[0]
 
 
 def combine_prefix(prompt: Array, embedded: Array, mask: Array) -> tuple[Array, Array]:

@@ -60,12 +60,18 @@ class PromptSpec:
       first value from the frozen embedding table (None: U[-0.5, 0.5]).
       Not part of equality: two specs that differ only in how they were
       initialised describe the same parameter.
+    multitask: a `prompt_tuning.prompts.multitask.MultiTaskSpec`: the bank's
+      K = num_prompts rows are tasks' prompts, composed from shared and
+      task-specific params under the prompt scope (`encoder/prompt/...`);
+      `length` is then each task's composed length. None: the bank (or
+      prompt) is the param at `path` itself.
   """
   stack: str = ENCODER
   length: int = 100
   num_prompts: int = 1
   combine: str = "prefix"
   init: Optional[PromptInit] = dataclasses.field(default=None, compare=False, repr=False)
+  multitask: Optional[Any] = None
 
   def __post_init__(self):
     if self.stack not in COMBINES:
@@ -77,6 +83,11 @@ class PromptSpec:
     if self.combine not in COMBINES[self.stack]:
       raise ValueError(f"{self.path}: prompt combination {self.combine!r}; expected one of "
                        f"{list(COMBINES[self.stack])} for the {self.stack} prompt.")
+    if self.multitask is not None and (self.stack != ENCODER
+                                       or self.num_prompts != self.multitask.num_tasks):
+      raise ValueError(f"{self.path}: a multi-task prompt of {self.multitask.num_tasks} tasks "
+                       f"with num_prompts={self.num_prompts}; expected the encoder prompt with "
+                       "one prompt per task.")
 
   @property
   def path(self) -> str:
@@ -123,6 +134,20 @@ def encoder_prompt(length: int, num_prompts: int = 1, combine: str = "prefix",
                    init: Optional[PromptInit] = None) -> PromptSpec:
   """The paper's prompt: P positions joined to the encoder input."""
   return PromptSpec(ENCODER, length, num_prompts, combine, init)
+
+
+def multitask_prompt(multitask: Any, length: int, combine: str = "prefix",
+                     init: Optional[PromptInit] = None) -> PromptSpec:
+  """The encoder prompt of a multi-task run: task k's prompt is bank row k.
+
+  Args:
+    multitask: a `prompt_tuning.prompts.multitask.MultiTaskSpec`.
+    length: PROMPT_LENGTH, the shared prompt's length (with "concat" each
+      task's prompt is longer by its task part).
+    combine, init: as `encoder_prompt` (`init` makes the shared prompt).
+  """
+  return PromptSpec(ENCODER, multitask.prompt_length(length), multitask.num_tasks, combine,
+                    init, multitask)
 
 
 def decoder_prompt(length: int, num_prompts: int = 1,

@@ -22,12 +22,14 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import optax
+import seqio
 import tqdm
 
 from prompt_tuning import losses, sharding, tree
@@ -37,7 +39,9 @@ from prompt_tuning.eval import best as best_lib
 from prompt_tuning.eval.evaluator import Evaluator
 from prompt_tuning.models import T5Config, Transformer, adapter_params
 from prompt_tuning.models.adapters import AdapterSpec
-from prompt_tuning.prompts import export, initializers
+from prompt_tuning.prompts import export, initializers, multitask as multitask_lib
+from prompt_tuning.prompts import spec as spec_lib
+from prompt_tuning.prompts.multitask import MultiTaskSpec
 from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH
 from prompt_tuning.train import optim, step as step_lib, trainable as trainable_lib
 from prompt_tuning.train.state import TrainState
@@ -63,6 +67,8 @@ class TrainResult:
       (the encoder prompt's; the decoder prompt's when PROMPT_LENGTH is 0).
     decoder_prompt_path: the decoder prompt's `.npy` beside it, or None when
       no decoder prompt was trained.
+    task_prompts_dir: a multi-task run's per-task prompts (`<task>.npy`, of
+      the best evaluation, else the last step), a bank directory; else None.
   """
   model_dir: str
   step: int
@@ -72,6 +78,33 @@ class TrainResult:
   prompt_path: str
   decoder_prompt_path: Optional[str] = None
   start_step: int = 0
+  task_prompts_dir: Optional[str] = None
+
+
+TASKS_DIR = "tasks"  # MODEL_DIR/tasks/<task>.npy: a multi-task run's prompts, one per task
+
+
+def _multitask_setup(multitask: MultiTaskSpec, task, prompt_length: int,
+                     decoder_prompt_length: int, adapters) -> dict:
+  """{sub-task: prompt id} of a multi-task run, after checking it can run."""
+  if not prompt_length or decoder_prompt_length or adapters is not None:
+    raise ValueError(f"MULTITASK with PROMPT_LENGTH={prompt_length}, DECODER_PROMPT_LENGTH="
+                     f"{decoder_prompt_length}, ADAPTERS={adapters}; expected an encoder "
+                     "prompt (PROMPT_LENGTH > 0) and nothing else to train.")
+  return multitask_lib.tasks_of([t.name for t in seqio.get_subtasks(task)], multitask,
+                                f"MIXTURE_OR_TASK_NAME={task.name!r}")
+
+
+def _multitask_params(multitask: MultiTaskSpec, trainable: Mapping) -> dict:
+  """The multi-task params (name -> array) under the encoder prompt's scope."""
+  scope = PROMPT_PATH.rsplit("/", 1)[0] + "/"
+  return {k[len(scope):]: v for k, v in tree.flatten(trainable).items() if k.startswith(scope)}
+
+
+def export_task_prompts(model_dir: str, multitask: MultiTaskSpec, trainable: Mapping) -> str:
+  """Writes MODEL_DIR/tasks/<task>.npy, each task's [P, D] prompt (atomically)."""
+  prompts = multitask_lib.task_prompts(multitask, _multitask_params(multitask, trainable))
+  return export.write_npy_dir(os.path.join(model_dir, TASKS_DIR), prompts)
 
 
 class _Logger:
@@ -136,7 +169,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
           prompt_length: int = 100, prompt_combine: str = "prefix",
           prompt_init: Optional[Callable] = None, decoder_prompt_length: int = 0,
           trainable_regex: Union[str, Callable, None] = None, frozen_params_dtype: str = "float32",
-          adapters: Optional[AdapterSpec] = None,
+          adapters: Optional[AdapterSpec] = None, multitask: Optional[MultiTaskSpec] = None,
           optimizer: Optional[optax.GradientTransformation] = None,
           loss_config: Optional[losses.LossConfig] = None, dropout_rate: float = 0.1,
           num_microbatches: Optional[int] = None, random_seed: int = 0,
@@ -174,6 +207,12 @@ def train(*, model_dir: str, mixture_or_task_name: str,
       IA3, prefix, deep prompts; `models.adapters.AdapterSpec`). Their params are
       made by `adapter_params.init_adapter_params` and trained with the prompts
       (PROMPT_LENGTH may then be 0); a TRAINABLE_REGEX must fit them.
+    multitask: MULTITASK, a `prompts.multitask.MultiTaskSpec`: one prompt per
+      task of the mixture, made from shared and task-specific params
+      (PROMPT_LENGTH is the shared prompt's length, PROMPT_INIT makes it);
+      each example trains and is evaluated with its task's prompt (its task id
+      travels through the feature converter), and MODEL_DIR/tasks/ holds the
+      per-task prompts.
     optimizer: any optax transformation (default: `optim.paper_adafactor()`).
     loss_config: z-loss, label smoothing, normalisation (T5X defaults).
     dropout_rate: DROPOUT_RATE.
@@ -212,6 +251,10 @@ def train(*, model_dir: str, mixture_or_task_name: str,
       prompt_length == decoder_prompt_length == 0):
     # weights alone (model tuning) or a method alone, without soft prompts
     encoder_spec = decoder_spec = None
+  elif multitask is not None:
+    encoder_spec = spec_lib.multitask_prompt(multitask, prompt_length, prompt_combine,
+                                             prompt_init)
+    decoder_spec = None
   else:
     encoder_spec, decoder_spec = frozen_lib.prompt_specs(
         prompt_length, decoder_prompt_length, prompt_combine, prompt_init)
@@ -223,6 +266,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
   if register_tasks is not None:
     register_tasks()
   task = inputs.get_task(mixture_or_task_name)
+  task_ids = (_multitask_setup(multitask, task, prompt_length, decoder_prompt_length, adapters)
+              if multitask is not None else None)
   checkpoint_period = checkpoint_period or eval_period or train_steps
   loss_config = loss_config or losses.LossConfig()
   tx = optimizer if optimizer is not None else optim.paper_adafactor()
@@ -245,9 +290,19 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                         adapters=adapters)
     table = frozen_lib.embedding_table(frozen)
     rngs = {PROMPT_PATH: rng_init, DECODER_PROMPT_PATH: jax.random.fold_in(rng_init, 1)}
-    prompts = {spec.path: initializers.make_prompt(spec, table, rngs[spec.path])
-               for spec in model.prompt_specs}
-    params = frozen_lib.with_prompts(frozen, prompts)
+    if multitask is None:
+      prompts = {spec.path: initializers.make_prompt(spec, table, rngs[spec.path])
+                 for spec in model.prompt_specs}
+      params = frozen_lib.with_prompts(frozen, prompts)
+    else:  # the shared and task params under the encoder prompt's scope
+      mt_params = multitask_lib.init_params(
+          multitask, prompt_length, prompt_init or initializers.random_uniform(),
+          rngs[PROMPT_PATH], table)
+      scope = PROMPT_PATH.rsplit("/", 1)[0]
+      params = tree.merge(frozen, tree.unflatten({f"{scope}/{k}": v
+                                                  for k, v in mt_params.items()}))
+      if trainable_regex is None:
+        trainable_regex = "|".join(re.escape(f"{scope}/{k}") for k in mt_params)
     if callable(trainable_regex):  # e.g. trainable.top_layers_regex, from the model's depth
       trainable_regex = trainable_regex(params)
     if adapters is not None:  # the methods' params, which no checkpoint holds
@@ -276,6 +331,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     checkpointer = run_dir.Checkpointer(model_dir, keep=keep_checkpoints)
     fingerprint = inputs.fingerprint(mixture_or_task_name, "train", lengths, batch_size,
                                      random_seed, num_shards)
+    if task_ids is not None:  # the stream also carries each example's prompt id
+      fingerprint["task_ids"] = task_ids
     start_step = 0
     if checkpointer.latest_step() is not None:
       try:
@@ -301,13 +358,15 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     # Each process reads its rows of every batch (all of them on one host).
     batches = inputs.train_batches(mixture_or_task_name, lengths, batch_size // num_shards,
                                    random_seed, start_batch=start_step,
-                                   shard_index=shard_index, num_shards=num_shards)
+                                   shard_index=shard_index, num_shards=num_shards,
+                                   task_ids=task_ids)
     evaluator = None
     if eval_period and eval_split in task.splits:
       evaluator = Evaluator(
           model.clone(config=config.replace(dropout_rate=0.0)),
           mixture_or_task_name, lengths, eval_batch_size or batch_size, split=eval_split,
-          num_examples=eval_num_examples, loss_cfg=loss_config, partitioning=partitioning)
+          num_examples=eval_num_examples, loss_cfg=loss_config, partitioning=partitioning,
+          task_prompt_ids=task_ids)
       if not evaluator.has_tasks:
         evaluator = None
     elif eval_period:
@@ -334,12 +393,18 @@ def train(*, model_dir: str, mixture_or_task_name: str,
     def run_eval(step: int):
       nonlocal best, last_eval
       results = evaluator.evaluate(state.trainable, frozen, step)
+      mean = best_lib.add_task_mean(results, evaluator.task_names) if multitask else None
       logger.write("eval", step, results)
       last_eval = results
-      key = best_lib.resolve_metric(results, eval_metric, evaluator.task_names)
+      key = (mean if mean and eval_metric is None else
+             best_lib.resolve_metric(results, eval_metric, evaluator.task_names))
       if best_lib.is_better(results[key], best and best["value"], eval_metric_mode):
         best = {"step": int(step), "metric": key, "value": float(results[key])}
         checkpointer.save_best(state.trainable, best)
+        if multitask is not None:
+          values = sharding.host_arrays(state.trainable)  # every process: may be a collective
+          if primary:
+            export_task_prompts(model_dir, multitask, values)
       return results
 
     def save(step: int):
@@ -349,6 +414,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
           "model_config": dataclasses.asdict(config),
           "prompts": [{"path": spec.path, "length": spec.length,
                        "num_prompts": spec.num_prompts, "combine": spec.combine}
+                      | ({"multitask": spec.multitask.to_json()} if spec.multitask else {})
                       for spec in model.prompt_specs],
           "adapters": adapters_record})
 
@@ -409,7 +475,15 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                                                                                      step)
     decoder_prompt_path = (os.path.join(where, export.npy_name(DECODER_PROMPT_PATH))
                            if DECODER_PROMPT_PATH in names else None)
+    tasks_dir = None
+    if multitask is not None:
+      tasks_dir = os.path.join(model_dir, TASKS_DIR)
+      if best is None:  # no evaluation: the last step's prompts
+        values = sharding.host_arrays(state.trainable)
+        if primary:
+          export_task_prompts(model_dir, multitask, values)
     return TrainResult(model_dir=model_dir, step=step, history=logger.history,
                        last_eval=last_eval, best=best,
                        prompt_path=os.path.join(where, export.npy_name(shown)),
-                       decoder_prompt_path=decoder_prompt_path, start_step=start_step)
+                       decoder_prompt_path=decoder_prompt_path, start_step=start_step,
+                       task_prompts_dir=tasks_dir)
