@@ -29,6 +29,7 @@ def _model_tune(model_dir, task, initial_checkpoint_path, steps):
                                       weight_decay_rate=None))
 
 
+@pytest.mark.slow  # two model-tuning runs (about 20 s)
 def test_a_model_tuning_run_loads_as_the_next_run_s_frozen_model(tmp_path):
   _, base = frozen_lib.load_frozen(MODEL, dropout_rate=0.0)
   run_a = _model_tune(tmp_path / "a", "taskless_demo_majority", MODEL, 2)

@@ -203,3 +203,9 @@ def test_cli_list_add_similarity_and_one_line_errors(grown, tmp_path, capsys):
   assert os.path.exists(tmp_path / "out" / "zero_shot.md")
   assert cli.main(["similarity", f"--library={grown['library']}"]) == 1
   assert "expected --target" in capsys.readouterr().err
+  # `library tune` checks the entry before it trains: nothing is written
+  assert cli.main(["library", "tune", f"--library={grown['library']}",
+                   "--gin_file=runs/demo.gin", f"--gin.MODEL_DIR='{tmp_path / 'tune'}'",
+                   f"--gin.MIXTURE_OR_TASK_NAME='{A}'"]) == 1
+  assert "exists; expected a new entry name" in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / "tune" / "config.gin")
