@@ -57,3 +57,13 @@ def test_registered_tasks_tokenize_and_score():
   got = metric(["animal", "color", "color", "animal"], ["animal", "color", "dog", "color"])
   assert got == {"accuracy": 50.0, "illegal_label_rate": 25.0}
   assert len(seqio.get_mixture_or_task(demo_tasks.PRETRAIN_MIXTURE).tasks) == 5
+
+
+def test_a_variant_draws_other_lengths_held_out_and_leaves_the_pretraining_data():
+  long_val = synthetic.split_inputs("validation", (9, 11))
+  assert {len(w) for w in long_val} == {9, 11}
+  assert not set(long_val) & set(synthetic.split_inputs("train", (9, 11)))
+  assert synthetic.split_inputs("train") == synthetic.split_inputs("train", synthetic.LENGTHS)
+  assert {len(w) for w in synthetic.split_inputs("train")} == set(synthetic.LENGTHS)
+  with pytest.raises(ValueError, match=r"input lengths \(4,\); expected odd"):
+    synthetic.split_inputs("train", (4,))

@@ -14,10 +14,11 @@ LAYERS = [
     {"tree", "paths", "prompts"},
     {"models"},
     {"checkpoints", "data", "sharding"},
+    {"library"},
     {"losses"},
     {"eval", "infer"},
     {"train"},
-    {"compare"},
+    {"compare", "transfer"},
     {"demo", "testing", "cli"},
 ]
 

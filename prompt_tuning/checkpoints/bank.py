@@ -3,7 +3,8 @@
 A bank is given as
   - a manifest, a JSON file {"name": "source", ...};
   - a directory whose entries are the prompts, each named by its file or
-    directory name (`rte.npy` is "rte", `boolq/` is "boolq"); or
+    directory name (`rte.npy` is "rte", `boolq/` is "boolq"; names starting with
+    "." are skipped), such as a prompt library (`prompt_tuning.library`); or
   - a list of sources (names from their base names, or "name=source").
 A source is anything `run_dir.read_prompt_source` reads: a run's MODEL_DIR (its
 best prompt), a `.npy`, a directory of prompt files, a PEFT adapter. Relative
@@ -85,7 +86,8 @@ def _entries(source: Union[str, Sequence[str]]) -> list[tuple[str, str]]:
   if isinstance(source, str):
     if not os.path.isdir(source) or _is_one_prompt(source):
       return [(_name(source), source)]
-    entries = sorted(os.listdir(source))
+    # Hidden names are not entries: a library writes an entry there before renaming it.
+    entries = sorted(e for e in os.listdir(source) if not e.startswith("."))
     if not entries:
       raise ValueError(f"{source}: an empty directory; expected one prompt per entry.")
     return [(_name(e), os.path.join(source, e)) for e in entries]
@@ -120,7 +122,8 @@ def load_bank(source: Union[str, Sequence[str]], checkpoint="best",
   names = [n for n, _ in entries]
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
-    raise ValueError(f"prompt names {twice} occur more than once in the bank {source!r}.")
+    raise ValueError(f"prompt names {twice} occur more than once in the bank {source!r}; "
+                     "expected each name once (one prompt per task).")
   read = []
   for name, path in entries:
     try:

@@ -1,7 +1,11 @@
 """The frozen model: load it from INITIAL_CHECKPOINT_PATH, hold it, add the prompt(s).
 
 The pretrained weights go through `prompt_tuning.checkpoints.load` (Hugging
-Face dirs, T5X legacy and Orbax checkpoints); the prompts are described by
+Face dirs, T5X legacy and Orbax checkpoints). INITIAL_CHECKPOINT_PATH may also be
+a model-tuning run's MODEL_DIR (`methods/model_tuning*.gin`): its own
+INITIAL_CHECKPOINT_PATH with the weights it tuned (best/, else the latest
+`.npy` export) in place, so a model can be tuned on task A, then on B from the
+A-tuned weights (and so on down a chain of runs). The prompts are described by
 `PromptSpec`s and made by `initializers.make_prompt` from the frozen [V, D]
 embedding table, before any cast of the frozen weights to bfloat16.
 """
@@ -13,7 +17,7 @@ import jax
 import numpy as np
 
 from prompt_tuning import tree
-from prompt_tuning.checkpoints import load
+from prompt_tuning.checkpoints import load, run_dir
 from prompt_tuning.checkpoints.validation import DTYPES
 from prompt_tuning.models import T5Config, scan
 from prompt_tuning.prompts import spec as spec_lib
@@ -72,7 +76,7 @@ def load_frozen(initial_checkpoint_path: str, model_config: Optional[T5Config] =
     see `prompt_tuning.models.scan`).
   """
   path = check_checkpoint_path(initial_checkpoint_path)
-  config, params = load(path, config=model_config, dtype="float32")
+  config, params = _load_weights(path, model_config)
   flat = tree.flatten(params)
   for prompt_path in [p for p in PROMPT_PATHS if p in flat]:
     logging.warning("%s holds a prompt at %s; it is not used (to start from a saved "
@@ -83,6 +87,40 @@ def load_frozen(initial_checkpoint_path: str, model_config: Optional[T5Config] =
     config = config.replace(dtype=model_config.dtype, remat_policy=model_config.remat_policy,
                             scan_layers=model_config.scan_layers)
   return config, scan.to_layout(tree.unflatten(flat), config)
+
+
+def _load_weights(path: str, model_config: Optional[T5Config], seen: tuple = ()
+                  ) -> tuple[T5Config, dict]:
+  """A checkpoint's (config, unstacked params), or a model-tuning run's (see module doc)."""
+  if not (os.path.isdir(path) and run_dir.is_run_dir(path)):
+    return load(path, config=model_config, dtype="float32")
+  if os.path.abspath(path) in seen:
+    raise ValueError(f"INITIAL_CHECKPOINT_PATH={path!r}: the runs' INITIAL_CHECKPOINT_PATHs "
+                     f"form a cycle through {list(seen)}.")
+  base = run_dir.read_meta(path).get("initial_checkpoint_path")
+  if not base:
+    raise ValueError(f"INITIAL_CHECKPOINT_PATH={path!r} is a run without a recorded "
+                     "INITIAL_CHECKPOINT_PATH; expected a checkpoint or a model-tuning run.")
+  tuned, where = run_dir.read_trainable(
+      path, "best" if os.path.isdir(run_dir.best_dir(path)) else "latest")
+  weights = {k: v for k, v in tuned.items() if k not in PROMPT_PATHS}
+  if not weights:
+    raise ValueError(f"INITIAL_CHECKPOINT_PATH={path!r} is a prompt-tuning run ({where} holds "
+                     "prompts only); expected a checkpoint or a model-tuning run (to start "
+                     "from its prompt, use prompts/from_file.gin).")
+  config, params = _load_weights(check_checkpoint_path(base), model_config,
+                                 seen + (os.path.abspath(path),))
+  flat = tree.flatten(params)
+  unknown = sorted(set(weights) - set(flat))
+  mismatched = [f"{k}: {np.shape(v)}, expected {np.shape(flat[k])}"
+                for k, v in weights.items() if k in flat and np.shape(v) != np.shape(flat[k])]
+  if unknown or mismatched:
+    raise ValueError(f"INITIAL_CHECKPOINT_PATH={path!r}: {where} does not fit its base model "
+                     f"{base!r}; params not in it: {unknown[:5]}; shape mismatches: "
+                     f"{mismatched[:5]} (an adapter run's params, or stacked layers, are not "
+                     "model weights).")
+  flat.update({k: np.asarray(v, np.float32) for k, v in weights.items()})
+  return config, tree.unflatten(flat)
 
 
 def embedding_table(frozen: Mapping) -> np.ndarray:

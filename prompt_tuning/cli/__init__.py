@@ -30,6 +30,10 @@ _COMMANDS = {
                "evaluate a hard text prompt (prompt design), nothing trained"),
     "compare": ("prompt_tuning.cli.compare",
                 "every method on one frozen model and task: one table and plot"),
+    "library": ("prompt_tuning.cli.library",
+                "a prompt library: add a run, list, tune a new task into it"),
+    "similarity": ("prompt_tuning.cli.similarity",
+                   "rank a library's prompts for a target task (SPoT)"),
     "show-tasks": ("prompt_tuning.cli.show_tasks",
                    "list registered seqio tasks / print examples"),
 }

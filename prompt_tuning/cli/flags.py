@@ -177,3 +177,13 @@ def setup_gin(args: argparse.Namespace) -> None:
   if args.tfds_data_dir:
     import seqio  # pylint: disable=import-outside-toplevel
     seqio.set_tfds_data_dir_override(args.tfds_data_dir)
+
+
+def query_macro(name: str):
+  """A gin macro's value once set up, references resolved (`%prompt_tuning.DEMO_MODEL_DIR`
+  in runs/demo.gin is a reference to a constant until it is called)."""
+  import gin  # pylint: disable=import-outside-toplevel
+  value = gin.query_parameter(f"%{name}")
+  while isinstance(value, gin.config.ConfigurableReference):
+    value = value.scoped_configurable_fn() if value.evaluate else value.scoped_configurable_fn
+  return value

@@ -55,32 +55,46 @@ TASKS = {
 }
 
 
-def _sample_words(rng: random.Random) -> tuple:
-  return tuple(rng.choice(WORDS) for _ in range(rng.choice(LENGTHS)))
+def _sample_words(rng: random.Random, lengths: Sequence[int] = LENGTHS) -> tuple:
+  return tuple(rng.choice(WORDS) for _ in range(rng.choice(lengths)))
 
 
 @functools.lru_cache(maxsize=None)
-def split_inputs(split: str) -> tuple:
-  """The word sequences of a split (shared by all tasks; held-out filtered)."""
+def split_inputs(split: str, lengths: tuple = LENGTHS) -> tuple:
+  """The word sequences of a split (shared by all tasks; held-out filtered).
+
+  Other `lengths` than the pretraining's give a variant's inputs (derived tasks
+  such as `taskless_demo_majority_long`), from their own seeds.
+  """
   if split not in SPLIT_SIZES:
     raise ValueError(f"synthetic split {split!r}; expected one of {sorted(SPLIT_SIZES)}.")
-  rng = random.Random(_SPLIT_SEEDS[split])
-  seen = set(split_inputs("train")) if split != "train" else set()
+  lengths = tuple(int(n) for n in lengths)
+  if not lengths or min(lengths) < 1 or any(n % 2 == 0 for n in lengths):
+    raise ValueError(f"input lengths {lengths}; expected odd lengths >= 1 (majority never "
+                     "ties).")
+  rng = random.Random(_SPLIT_SEEDS[split] if lengths == LENGTHS else f"{split}:{lengths}")
+  seen = set(split_inputs("train", lengths)) if split != "train" else set()
   out = []
   while len(out) < SPLIT_SIZES[split]:
-    words = _sample_words(rng)
+    words = _sample_words(rng, lengths)
     if words not in seen:
       out.append(words)
   return tuple(out)
 
 
-def examples(task_name: str, split: str, with_task_word: bool = True) -> Iterator[dict]:
-  """Yields {"inputs": str, "targets": str} for one task and split."""
+def examples(task_name: str, split: str, with_task_word: bool = True,
+             lengths: tuple = LENGTHS) -> Iterator[dict]:
+  """Yields {"inputs": str, "targets": str} for one task and split.
+
+  `lengths`: the input lengths in words (the pretraining's by default).
+  """
   if task_name not in TASKS:
     raise ValueError(f"unknown synthetic task {task_name!r}; expected one of "
                      f"{sorted(TASKS)}.")
   task = TASKS[task_name]
-  for words in split_inputs(split):
+  if task_name == "count" and not set(lengths) <= set(NUMBER_WORDS):
+    raise ValueError(f"count has words for lengths {sorted(NUMBER_WORDS)}; got {lengths}.")
+  for words in split_inputs(split, tuple(lengths)):
     text = " ".join(words)
     yield {"inputs": f"{task.word}: {text}" if with_task_word else text,
            "targets": task.target_fn(words)}

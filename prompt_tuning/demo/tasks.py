@@ -4,6 +4,9 @@ Names: `demo_<task>` (input starts with the task word, as in pretraining) and
 `taskless_demo_<task>` (task word removed: the paper's setting); the mixture
 `demo_pretrain` holds every `demo_<task>` at equal rates, `taskless_demo_mixture`
 every `taskless_demo_<task>` (a multi-task run's: runs/demo_multitask.gin).
+`register_variant` adds a derived task, e.g. `taskless_demo_majority_long` (majority on
+9- and 11-word inputs, which the demo model never saw), the related target of
+benchmarks/spot.py.
 """
 import functools
 import os
@@ -32,9 +35,9 @@ def task_name(name: str, taskless: bool = False) -> str:
 
 
 def _dataset_fn(split: str, shuffle_files: bool = False, seed=None, *, name: str,
-                with_task_word: bool) -> tf.data.Dataset:
+                with_task_word: bool, lengths: tuple = synthetic.LENGTHS) -> tf.data.Dataset:
   del shuffle_files, seed  # in-memory data; seqio shuffles examples itself
-  rows = list(synthetic.examples(name, split, with_task_word))
+  rows = list(synthetic.examples(name, split, with_task_word, lengths))
   return tf.data.Dataset.from_tensor_slices({
       "inputs": [r["inputs"] for r in rows],
       "targets": [r["targets"] for r in rows],
@@ -59,7 +62,7 @@ def _metric_fns(name: str):
 
 
 def register_demo_tasks(vocabulary: seqio.Vocabulary) -> list[str]:
-  """(Re-)registers every demo task and the pretraining mixture.
+  """(Re-)registers every demo task, `taskless_demo_majority_long`, and the mixture.
 
   Args:
     vocabulary: the vocabulary of the demo model (inputs and targets).
@@ -67,27 +70,48 @@ def register_demo_tasks(vocabulary: seqio.Vocabulary) -> list[str]:
   Returns:
     The registered task names.
   """
-  features = {
-      "inputs": seqio.Feature(vocabulary, add_eos=True),
-      "targets": seqio.Feature(vocabulary, add_eos=True),
-  }
   names = []
   for name in synthetic.TASKS:
     for taskless in (False, True):
-      full = task_name(name, taskless)
-      seqio.TaskRegistry.remove(full)
-      seqio.TaskRegistry.add(
-          full,
-          source=seqio.FunctionDataSource(
-              functools.partial(_dataset_fn, name=name, with_task_word=not taskless),
-              splits=tuple(synthetic.SPLIT_SIZES)),
-          preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
-          output_features=features,
-          postprocess_fn=None,
-          metric_fns=_metric_fns(name))
-      names.append(full)
+      names.append(_register(task_name(name, taskless), name, vocabulary,
+                             with_task_word=not taskless))
+  names.append(register_variant(vocabulary))  # in neither mixture
   for mixture, taskless in ((PRETRAIN_MIXTURE, False), (TASKLESS_MIXTURE, True)):
     seqio.MixtureRegistry.remove(mixture)
     seqio.MixtureRegistry.add(mixture, [task_name(n, taskless) for n in synthetic.TASKS],
                               default_rate=1.0)
   return names
+
+
+def _register(full: str, name: str, vocabulary: seqio.Vocabulary, *, with_task_word: bool,
+              lengths: tuple = synthetic.LENGTHS) -> str:
+  features = {
+      "inputs": seqio.Feature(vocabulary, add_eos=True),
+      "targets": seqio.Feature(vocabulary, add_eos=True),
+  }
+  seqio.TaskRegistry.remove(full)
+  seqio.TaskRegistry.add(
+      full,
+      source=seqio.FunctionDataSource(
+          functools.partial(_dataset_fn, name=name, with_task_word=with_task_word,
+                            lengths=tuple(lengths)),
+          splits=tuple(synthetic.SPLIT_SIZES)),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+      output_features=features,
+      postprocess_fn=None,
+      metric_fns=_metric_fns(name))
+  return full
+
+
+def register_variant(vocabulary: seqio.Vocabulary, name: str = "majority",
+                     lengths: tuple = (9, 11), suffix: str = "long") -> str:
+  """(Re-)registers `taskless_demo_<name>_<suffix>`: a demo task on other input lengths.
+
+  Not part of the demo model's pretraining (synthetic.TASKS is unchanged); its
+  splits are drawn from their own seeds, held-out inputs unseen in its train split.
+
+  Returns:
+    The task's name.
+  """
+  return _register(f"{task_name(name, True)}_{suffix}", name, vocabulary,
+                   with_task_word=False, lengths=tuple(lengths))
