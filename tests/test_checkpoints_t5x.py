@@ -106,6 +106,22 @@ def test_legacy_loads_exactly_with_derived_config(legacy):
     _assert_same_params(params, loaded)
 
 
+def test_legacy_arrays_are_opened_read_only(legacy, monkeypatch):
+  # A reader must never be able to write a pretrained checkpoint (run as root, a
+  # read-write open of a read-only file succeeds, so the mode itself is checked).
+  import tensorstore  # pylint: disable=import-outside-toplevel
+  opened, real_open = [], tensorstore.open
+
+  def recording_open(*args, **kwargs):
+    future = real_open(*args, **kwargs)
+    opened.append(future)
+    return future
+  monkeypatch.setattr(tensorstore, "open", recording_open)
+  _, params, model_dir, _ = legacy
+  _assert_same_params(params, checkpoints.load(model_dir)[1])
+  assert opened and {f.result().mode for f in opened} == {"r"}
+
+
 def test_legacy_logits_equal_those_of_the_written_params(legacy):
   config, params, model_dir, _ = legacy
   _, loaded = checkpoints.load(model_dir, config=config)

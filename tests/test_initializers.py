@@ -58,6 +58,9 @@ def test_from_file_checks_shape_and_loads_exactly(tmp_path):
     initializers.from_file(str(tmp_path / "p.npy"))(jax.random.PRNGKey(0), (5, 4), None)
   with pytest.raises(ValueError, match="no such file"):
     initializers.from_file(str(tmp_path / "missing.npy"))(jax.random.PRNGKey(0), (3, 4), None)
+  for unset in (None, ""):  # PROMPT_FILE left unset: the same error, not a TypeError
+    with pytest.raises(ValueError, match="no such file"):
+      initializers.from_file(unset)(jax.random.PRNGKey(0), (3, 4), None)
 
 
 def test_class_labels_fill_every_position_when_there_are_as_many_labels():
