@@ -100,3 +100,16 @@ def test_memory_plan_adds_up_xlas_plan_and_remat_shrinks_it():
   assert remat["arguments_gib"] == scanned["arguments_gib"] == unrolled["arguments_gib"]
   lines = bench.table(result).splitlines()
   assert len(lines) == 2 + 3 and "| tiny | 1x1 | scanned | full |" in lines[-1]
+
+
+def test_multitask_table_has_one_row_per_setting_and_a_column_per_task():
+  bench = _load("multitask")
+  result = {"tasks": ["taskless_demo_first", "taskless_demo_count"], "rows": [
+      {"setting": "one prompt per task", "steps": 600, "params": 1024,
+       "taskless_demo_first": 100.0, "taskless_demo_count": 95.0, "mean": 97.5},
+      {"setting": "multi-task (add)", "steps": 300, "params": 1536,
+       "taskless_demo_first": 99.5, "taskless_demo_count": 96.0, "mean": 97.75}]}
+  lines = bench.table(result).splitlines()
+  assert lines[0] == "| setting | steps | params | first | count | mean |"
+  assert lines[2] == "| one prompt per task | 600 | 1,024 | 100.0 | 95.0 | 97.5 |"
+  assert lines[3].startswith("| multi-task (add) | 300 | 1,536 | 99.5 | 96.0 |")
