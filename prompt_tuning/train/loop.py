@@ -22,14 +22,12 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import optax
-import seqio
 import tqdm
 
 from prompt_tuning import losses, sharding, tree
@@ -39,11 +37,10 @@ from prompt_tuning.eval import best as best_lib
 from prompt_tuning.eval.evaluator import Evaluator
 from prompt_tuning.models import T5Config, Transformer, adapter_params
 from prompt_tuning.models.adapters import AdapterSpec
-from prompt_tuning.prompts import export, initializers, multitask as multitask_lib
-from prompt_tuning.prompts import spec as spec_lib
+from prompt_tuning.prompts import export, initializers, spec as spec_lib
 from prompt_tuning.prompts.multitask import MultiTaskSpec
 from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH
-from prompt_tuning.train import optim, step as step_lib, trainable as trainable_lib
+from prompt_tuning.train import multitask_run, optim, step as step_lib, trainable as trainable_lib
 from prompt_tuning.train.state import TrainState
 
 
@@ -79,32 +76,6 @@ class TrainResult:
   decoder_prompt_path: Optional[str] = None
   start_step: int = 0
   task_prompts_dir: Optional[str] = None
-
-
-TASKS_DIR = "tasks"  # MODEL_DIR/tasks/<task>.npy: a multi-task run's prompts, one per task
-
-
-def _multitask_setup(multitask: MultiTaskSpec, task, prompt_length: int,
-                     decoder_prompt_length: int, adapters) -> dict:
-  """{sub-task: prompt id} of a multi-task run, after checking it can run."""
-  if not prompt_length or decoder_prompt_length or adapters is not None:
-    raise ValueError(f"MULTITASK with PROMPT_LENGTH={prompt_length}, DECODER_PROMPT_LENGTH="
-                     f"{decoder_prompt_length}, ADAPTERS={adapters}; expected an encoder "
-                     "prompt (PROMPT_LENGTH > 0) and nothing else to train.")
-  return multitask_lib.tasks_of([t.name for t in seqio.get_subtasks(task)], multitask,
-                                f"MIXTURE_OR_TASK_NAME={task.name!r}")
-
-
-def _multitask_params(multitask: MultiTaskSpec, trainable: Mapping) -> dict:
-  """The multi-task params (name -> array) under the encoder prompt's scope."""
-  scope = PROMPT_PATH.rsplit("/", 1)[0] + "/"
-  return {k[len(scope):]: v for k, v in tree.flatten(trainable).items() if k.startswith(scope)}
-
-
-def export_task_prompts(model_dir: str, multitask: MultiTaskSpec, trainable: Mapping) -> str:
-  """Writes MODEL_DIR/tasks/<task>.npy, each task's [P, D] prompt (atomically)."""
-  prompts = multitask_lib.task_prompts(multitask, _multitask_params(multitask, trainable))
-  return export.write_npy_dir(os.path.join(model_dir, TASKS_DIR), prompts)
 
 
 class _Logger:
@@ -266,8 +237,8 @@ def train(*, model_dir: str, mixture_or_task_name: str,
   if register_tasks is not None:
     register_tasks()
   task = inputs.get_task(mixture_or_task_name)
-  task_ids = (_multitask_setup(multitask, task, prompt_length, decoder_prompt_length, adapters)
-              if multitask is not None else None)
+  task_ids = (multitask_run.task_ids(multitask, task, prompt_length, decoder_prompt_length,
+                                     adapters) if multitask is not None else None)
   checkpoint_period = checkpoint_period or eval_period or train_steps
   loss_config = loss_config or losses.LossConfig()
   tx = optimizer if optimizer is not None else optim.paper_adafactor()
@@ -295,14 +266,11 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                  for spec in model.prompt_specs}
       params = frozen_lib.with_prompts(frozen, prompts)
     else:  # the shared and task params under the encoder prompt's scope
-      mt_params = multitask_lib.init_params(
-          multitask, prompt_length, prompt_init or initializers.random_uniform(),
-          rngs[PROMPT_PATH], table)
-      scope = PROMPT_PATH.rsplit("/", 1)[0]
-      params = tree.merge(frozen, tree.unflatten({f"{scope}/{k}": v
-                                                  for k, v in mt_params.items()}))
+      mt_params = multitask_run.init_params(multitask, prompt_length, prompt_init, table,
+                                            rngs[PROMPT_PATH])
+      params = tree.merge(frozen, tree.unflatten(mt_params))
       if trainable_regex is None:
-        trainable_regex = "|".join(re.escape(f"{scope}/{k}") for k in mt_params)
+        trainable_regex = multitask_run.trainable_regex(mt_params)
     if callable(trainable_regex):  # e.g. trainable.top_layers_regex, from the model's depth
       trainable_regex = trainable_regex(params)
     if adapters is not None:  # the methods' params, which no checkpoint holds
@@ -404,7 +372,7 @@ def train(*, model_dir: str, mixture_or_task_name: str,
         if multitask is not None:
           values = sharding.host_arrays(state.trainable)  # every process: may be a collective
           if primary:
-            export_task_prompts(model_dir, multitask, values)
+            multitask_run.export_task_prompts(model_dir, multitask, values)
       return results
 
     def save(step: int):
@@ -477,11 +445,11 @@ def train(*, model_dir: str, mixture_or_task_name: str,
                            if DECODER_PROMPT_PATH in names else None)
     tasks_dir = None
     if multitask is not None:
-      tasks_dir = os.path.join(model_dir, TASKS_DIR)
+      tasks_dir = multitask_run.tasks_dir(model_dir)
       if best is None:  # no evaluation: the last step's prompts
         values = sharding.host_arrays(state.trainable)
         if primary:
-          export_task_prompts(model_dir, multitask, values)
+          multitask_run.export_task_prompts(model_dir, multitask, values)
     return TrainResult(model_dir=model_dir, step=step, history=logger.history,
                        last_eval=last_eval, best=best,
                        prompt_path=os.path.join(where, export.npy_name(shown)),
