@@ -1,6 +1,8 @@
 """Shared tiny fixtures. Tests run on CPU with toy sizes (d_model 16, 2 layers)."""
 import os
 
+import pytest
+
 # Tests are CPU-only and small; keep XLA from grabbing every core per process.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -16,3 +18,20 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="prompt_tuning_xla_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+
+# A two-task mixture of the demo's taskless tasks (multi-task runs and their stream).
+DEMO_MIXTURE = "test_multitask_demo_mixture"
+DEMO_MIXED = ("taskless_demo_count", "taskless_demo_majority")
+
+
+@pytest.fixture(scope="session")
+def demo_mixture():
+  """Registers the demo tasks and DEMO_MIXTURE; returns the demo vocabulary."""
+  import seqio  # pylint: disable=import-outside-toplevel
+  from prompt_tuning.demo import tasks as demo_tasks  # pylint: disable=import-outside-toplevel
+  vocab = demo_tasks.demo_vocabulary()
+  demo_tasks.register_demo_tasks(vocab)
+  seqio.MixtureRegistry.remove(DEMO_MIXTURE)
+  seqio.MixtureRegistry.add(DEMO_MIXTURE, list(DEMO_MIXED), default_rate=1.0)
+  return vocab

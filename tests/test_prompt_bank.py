@@ -7,6 +7,7 @@ with an encoder prompt, a decoder prompt (its cache prefill included) and both.
 Then training (each prompt learns only from its own examples) and bad input.
 """
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,8 @@ import pytest
 import model_fixtures
 from prompt_tuning import losses, tree
 from prompt_tuning.models import Transformer, decoding, get_config, init_params, scoring
-from prompt_tuning.prompts import initializers, prompt as prompt_lib, spec as spec_lib
+from prompt_tuning.prompts import initializers, multitask as mt, prompt as prompt_lib
+from prompt_tuning.prompts import spec as spec_lib
 from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH
 from prompt_tuning.train import optim, step as step_lib, trainable as trainable_lib
 from prompt_tuning.train.state import TrainState
@@ -353,3 +355,113 @@ def test_decoder_prompt_is_one_prefix_made_by_its_init():
   made = initializers.make_prompt(spec_lib.decoder_prompt(2, init=ones),
                                   np.zeros((8, 4), np.float32), jax.random.PRNGKey(0))
   np.testing.assert_array_equal(made, np.ones((2, 4), np.float32))
+
+
+# ------------------------------------------- multi-task banks (prompts.multitask)
+# Each mode's bank against the same prompts built by hand in numpy (loops over
+# tasks and positions, not the library's einsums).
+MT_TASKS = ("a", "b", "c")
+MT_D = 6
+
+
+def _mt_params(spec, length=4, seed=0):
+  rng = np.random.default_rng(seed)
+  return {k: rng.normal(size=s).astype(np.float32) for k, s in spec.shapes(length, MT_D).items()}
+
+
+@pytest.mark.parametrize("mode", mt.MODES)
+def test_each_mode_composes_the_prompts_built_by_hand(mode):
+  spec = mt.MultiTaskSpec(MT_TASKS, mode, task_length=2, shared_features=3 if mode == "project"
+                          else None, rank=2)
+  p = _mt_params(spec)
+  got = np.asarray(mt.compose(spec, p))
+  want = []
+  for k in range(len(MT_TASKS)):
+    if mode == "separate":
+      one = p["prompt"][k]
+    elif mode == "add":
+      one = p["shared_prompt"] + p["task_prompts"][k]
+    elif mode == "concat":
+      one = np.concatenate([p["shared_prompt"], p["task_prompts"][k]])
+    elif mode == "project":  # each shared position through task k's affine map
+      one = np.stack([row @ p["task_kernel"][k] + p["task_bias"][k]
+                      for row in p["shared_prompt"]])
+    else:  # low_rank: elementwise times the rank-2 product
+      cols, rows = p["task_cols"][k], p["task_rows"][k]
+      one = p["shared_prompt"] * np.array([[sum(cols[i, r] * rows[r, j] for r in range(2))
+                                            for j in range(MT_D)] for i in range(4)])
+    want.append(one)
+  np.testing.assert_allclose(got, np.stack(want), rtol=1e-5, atol=1e-6)
+  assert got.shape == (3, spec.prompt_length(4), MT_D)
+  assert spec.shared_length_of(spec.prompt_length(4)) == 4
+  prompts = mt.task_prompts(spec, p)
+  assert list(prompts) == list(MT_TASKS)
+  np.testing.assert_array_equal(prompts["b"], got[1])
+
+
+def _fill(rng, shape, table):
+  return np.asarray(jax.random.uniform(rng, shape, minval=-0.5, maxval=0.5))
+
+
+@pytest.mark.parametrize("mode", ["add", "project", "low_rank"])
+def test_every_task_starts_at_the_shared_prompt(mode):
+  spec = mt.MultiTaskSpec(MT_TASKS, mode, rank=3)
+  table = np.random.default_rng(1).normal(size=(30, MT_D)).astype(np.float32)
+  p = mt.init_params(spec, 4, _fill, jax.random.PRNGKey(0), table)
+  bank = np.asarray(mt.compose(spec, p))
+  for k in range(3):
+    np.testing.assert_allclose(bank[k], p["shared_prompt"], rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(p["shared_prompt"], _fill(jax.random.PRNGKey(0), (4, MT_D), table))
+
+
+def test_concat_and_separate_start_with_distinct_task_prompts():
+  table = np.zeros((30, MT_D), np.float32)
+  for mode in ("concat", "separate"):
+    spec = mt.MultiTaskSpec(MT_TASKS, mode, task_length=2)
+    bank = np.asarray(mt.compose(spec, mt.init_params(spec, 4, _fill, jax.random.PRNGKey(0),
+                                                      table)))
+    assert bank.shape == (3, spec.prompt_length(4), MT_D)
+    assert not np.allclose(bank[0], bank[1]) and not np.allclose(bank[1], bank[2])
+
+
+def test_the_model_prompt_trains_shared_and_only_the_selected_tasks():
+  spec = spec_lib.multitask_prompt(mt.MultiTaskSpec(MT_TASKS, "add"), 4)
+  module = prompt_lib.Prompt(spec)
+  params = {k: jnp.asarray(v) for k, v in _mt_params(spec.multitask).items()}
+  ids = jnp.array([0, 2, 0])
+
+  def loss(p):
+    return jnp.sum(module.apply({"params": p}, MT_D, 3, ids) ** 2)
+  grads = jax.grad(loss)(params)
+  assert np.all(np.asarray(grads["task_prompts"][1]) == 0)  # no example of task b
+  assert np.any(np.asarray(grads["task_prompts"][0]) != 0)
+  assert np.any(np.asarray(grads["task_prompts"][2]) != 0)
+  assert np.any(np.asarray(grads["shared_prompt"]) != 0)
+  out = module.apply({"params": params}, MT_D, 3, ids)
+  np.testing.assert_allclose(out[1], params["shared_prompt"] + params["task_prompts"][2],
+                             rtol=1e-6)
+  # Params of another mode are refused by name.
+  with pytest.raises(ValueError, match="expected the 'add' multi-task params"):
+    module.apply({"params": {"prompt": jnp.zeros((3, 4, MT_D))}}, MT_D, 3, ids)
+
+
+def test_bad_multitask_specs_are_refused_by_name():
+  with pytest.raises(ValueError, match=r"names \['a'\] more than once"):
+    mt.MultiTaskSpec(("a", "b", "a"))
+  with pytest.raises(ValueError, match="mode='sum'; expected one of"):
+    mt.MultiTaskSpec(MT_TASKS, "sum")
+  with pytest.raises(ValueError, match="rank=0"):
+    mt.MultiTaskSpec(MT_TASKS, "low_rank", rank=0)
+  with pytest.raises(ValueError, match="expected one or more task names"):
+    mt.MultiTaskSpec(())
+  with pytest.raises(ValueError, match="one prompt per task"):
+    spec_lib.PromptSpec(length=4, num_prompts=2, multitask=mt.MultiTaskSpec(MT_TASKS))
+  spec = mt.MultiTaskSpec(MT_TASKS)
+  with pytest.raises(ValueError, match=r"task 'd' has no prompt .* \['a', 'b', 'c'\]"):
+    spec.task_id("d")
+  with pytest.raises(ValueError, match=r"tasks \['d'\] have no prompt"):
+    mt.tasks_of(["a", "d"], spec, "MIXTURE_OR_TASK_NAME='m'")
+  good = _mt_params(spec)
+  with pytest.raises(ValueError, match="params of shapes"):
+    spec.check({**good, "task_prompts": good["task_prompts"][:2]}, MT_D)
+  assert mt.MultiTaskSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec

@@ -1,5 +1,5 @@
 """Resuming, and what a run decides for itself: the data position, refusals, the best
-prompt, bfloat16 frozen weights. Fast runs on the demo's frozen tiny T5 (no SIGKILL: the
+prompt, bfloat16 frozen weights, a multi-task run's task-id stream. Fast runs on the demo's frozen tiny T5 (no SIGKILL: the
 slow test in test_train_loop.py does that from a real process)."""
 import os
 import shutil
@@ -8,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import conftest
 from prompt_tuning import paths, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
 from prompt_tuning.data import inputs
-from prompt_tuning.demo import tasks as demo_tasks
+from prompt_tuning.demo import synthetic, tasks as demo_tasks
 from prompt_tuning.eval import best as best_lib
 from prompt_tuning.prompts import initializers
 from prompt_tuning.prompts.spec import PROMPT_PATH
@@ -157,3 +158,37 @@ def test_a_run_with_bfloat16_frozen_weights_trains_a_float32_prompt(tmp_path):
   with pytest.raises(ValueError, match="FROZEN_PARAMS_DTYPE='int8'"):
     _train(tmp_path / "bad", frozen_params_dtype="int8")
   assert not os.path.exists(tmp_path / "bad")  # refused before anything is written
+
+
+# ---------------------------------------------- the task-id stream of a multi-task run
+MIXTURE, MIXED = conftest.DEMO_MIXTURE, conftest.DEMO_MIXED
+
+
+def test_the_task_id_stream_is_the_mixture_stream_with_each_examples_task(demo_mixture):
+  ids = {"taskless_demo_count": 1, "taskless_demo_majority": 0}
+  with_ids = inputs.train_batches(MIXTURE, LENGTHS, 8, seed=3, task_ids=ids)
+  plain = inputs.train_batches(MIXTURE, LENGTHS, 8, seed=3)
+  labels = {1: synthetic.TASKS["count"].labels, 0: synthetic.TASKS["majority"].labels}
+  seen = set()
+  for _ in range(4):
+    a, b = next(with_ids), next(plain)
+    for k in inputs.MODEL_FEATURES:
+      np.testing.assert_array_equal(a[k], b[k])
+    assert a["prompt_ids"].shape == (8,) and a["prompt_ids"].dtype == np.int32
+    for row, task_id in zip(a["decoder_target_tokens"], a["prompt_ids"]):
+      target = demo_mixture.decode([int(t) for t in row if t not in (0, 1)])
+      assert target in labels[int(task_id)], (target, task_id)
+      seen.add(int(task_id))
+  assert seen == {0, 1}
+  # Resuming at batch 2 gives batches 2.. with their ids.
+  again = inputs.train_batches(MIXTURE, LENGTHS, 8, seed=3, task_ids=ids, start_batch=2)
+  first = inputs.train_batches(MIXTURE, LENGTHS, 8, seed=3, task_ids=ids)
+  for _ in range(2):
+    next(first)
+  np.testing.assert_array_equal(next(again)["prompt_ids"], next(first)["prompt_ids"])
+
+
+def test_a_mixture_task_without_a_prompt_is_refused_by_name(demo_mixture):
+  with pytest.raises(ValueError, match=r"tasks \['taskless_demo_majority'\] have no prompt"):
+    next(inputs.train_batches(MIXTURE, LENGTHS, 8, seed=3,
+                              task_ids={"taskless_demo_count": 0}))
