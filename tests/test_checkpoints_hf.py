@@ -414,3 +414,17 @@ def test_a_pytorch_bin_that_runs_code_when_unpickled_is_refused(hf_checkpoint, t
   with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
     checkpoints.load(str(tmp_path))
   assert not marker.exists()
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_module_names_are_hf_s_own_linear_modules(arch):
+  # What PEFT adapters name the modules they adapt: every kernel of the layers maps to
+  # a torch.nn.Linear of transformers' T5, each its own.
+  names = hf.module_names(_our_config(arch))
+  linear = {n for n, m in _random_hf_model(arch).named_modules()
+            if isinstance(m, torch.nn.Linear) and n != "lm_head"}
+  assert set(names.values()) == linear and len(set(names.values())) == len(names)
+  assert names["encoder/layers_0/attention/query"] == "encoder.block.0.layer.0.SelfAttention.q"
+  assert names["decoder/layers_2/encoder_decoder_attention/out"] == \
+      "decoder.block.2.layer.1.EncDecAttention.o"
+  assert names["decoder/layers_1/mlp/wo"] == "decoder.block.1.layer.2.DenseReluDense.wo"

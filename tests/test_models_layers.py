@@ -69,6 +69,28 @@ def test_attention_has_no_logit_scaling_and_respects_bias():
   np.testing.assert_allclose(got[0], w @ np.asarray(x[0]), rtol=1e-5, atol=1e-6)
 
 
+def test_lora_adapts_exactly_its_target_projections():
+  # LoRA on "value" only: value computes x (W + (alpha / r) A B); query, key, out are plain.
+  from prompt_tuning.models import adapters  # pylint: disable=import-outside-toplevel
+  spec = adapters.AdapterSpec(lora=adapters.LoraSpec(rank=1, alpha=2.0, targets=("value",)))
+  attn = layers.MultiHeadAttention(num_heads=1, head_dim=2, adapters=spec)
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 3, 2))
+  a, b = jnp.array([[1.0], [2.0]]), jnp.array([[0.5, -1.0]])
+  eye = jnp.eye(2)
+  params = {"params": {n: {"kernel": eye} for n in ("query", "key", "out")}}
+  params["params"]["value"] = {"kernel": eye, "lora_a": a, "lora_b": b}
+  got = attn.apply(params, x, x, None, deterministic=True)
+  logits = np.einsum("td,sd->ts", x[0], x[0])
+  w = np.exp(logits - logits.max(-1, keepdims=True))
+  w /= w.sum(-1, keepdims=True)
+  values = np.asarray(x[0]) @ (np.eye(2) + 2.0 * np.asarray(a @ b))
+  np.testing.assert_allclose(got[0], w @ values, rtol=1e-5, atol=1e-6)
+  # Without adapters, no LoRA params exist at all.
+  plain = layers.MultiHeadAttention(num_heads=1, head_dim=2)
+  names = plain.init(jax.random.PRNGKey(0), x, x, None, deterministic=True)["params"]
+  assert all(set(v) == {"kernel"} for v in names.values())
+
+
 def test_gated_mlp_and_named_kernels():
   mlp = layers.MlpBlock(intermediate_dim=3, activations=("gelu", "linear"))
   x = jax.random.normal(jax.random.PRNGKey(1), (1, 2, 4))
