@@ -7,6 +7,7 @@ references are independent of the code under test: one device in this
 process, hand-written T5X layouts, one process reading both hosts' rows.
 """
 import dataclasses
+import fcntl
 import json
 import os
 import signal
@@ -46,9 +47,11 @@ def _env(devices: int) -> dict:
           "XLA_FLAGS": " ".join([*kept, f"--xla_force_host_platform_device_count={devices}"])}
 
 
-def _worker(tmp_path, case: str, *args: str, devices: int = 8) -> dict:
-  out = tmp_path / f"{case}.json"
-  done = subprocess.run([sys.executable, WORKER, case, str(out), *args], env=_env(devices),
+def _worker(tmp_path, cases: str, *args: str, devices: int = 8) -> dict:
+  """Runs the comma-separated `cases` in one worker process; returns {case: found}
+  (also written to tmp_path/CASE_CASE....json)."""
+  out = tmp_path / f"{cases.replace(',', '_')}.json"
+  done = subprocess.run([sys.executable, WORKER, cases, str(out), *args], env=_env(devices),
                         capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-4000:]
   return json.loads(out.read_text())
@@ -292,8 +295,31 @@ def test_multihost_flags_initialize_only_when_asked_and_complete():
 # ---------------------------------------------------------------- 8 fake devices
 
 
-def test_eight_devices_refuse_a_mesh_that_does_not_fit_the_model_or_batch(tmp_path):
-  found = _worker(tmp_path, "errors", str(tmp_path))
+EIGHT_DEVICE_CASES = "errors,checkpoints,meshes"
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory):
+  """(root, {case: found}): the 8-device cases, run in one worker process under root.
+
+  Once per session: under xdist the first pytest worker to ask runs them, holding a
+  lock in the directory the workers share; the other waits, then reads what it wrote.
+  """
+  if "PYTEST_XDIST_WORKER" not in os.environ:
+    root = tmp_path_factory.mktemp("eight_devices")
+    return root, _worker(root, EIGHT_DEVICE_CASES, str(root))
+  root = tmp_path_factory.getbasetemp().parent / "eight_devices"
+  with open(f"{root}.lock", "w", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    out = root / f"{EIGHT_DEVICE_CASES.replace(',', '_')}.json"
+    if out.exists():
+      return root, json.loads(out.read_text())
+    root.mkdir()
+    return root, _worker(root, EIGHT_DEVICE_CASES, str(root))
+
+
+def test_eight_devices_refuse_a_mesh_that_does_not_fit_the_model_or_batch(eight_devices):
+  found = eight_devices[1]["errors"]
   assert "heads = 4 (num_heads" in found["model_8"] and "'model' of size 8" in found["model_8"]
   assert "mlp" not in found["model_8"].split("Expected")[0]  # 128 splits 8 ways
   assert found["batch_12"].startswith("BATCH_SIZE=12 does not split over the 8 devices")
@@ -302,8 +328,8 @@ def test_eight_devices_refuse_a_mesh_that_does_not_fit_the_model_or_batch(tmp_pa
   assert found["batch_12_wrote"] == [] and found["mesh_3_wrote"] == []
 
 
-def test_a_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
-  found = _worker(tmp_path, "checkpoints", str(tmp_path))
+def test_a_checkpoint_saved_on_one_mesh_restores_on_another(eight_devices):
+  root, found = eight_devices[0], eight_devices[1]["checkpoints"]
   for saved_on, restored_on in (("2x4", "8x1"), ("8x1", "2x4")):
     case = found[f"{saved_on}->{restored_on}"]
     kernel = "trainable/encoder/layers_0/mlp/wi_0/kernel"
@@ -320,10 +346,10 @@ def test_a_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
       assert prompt["shards"] == [[4, 64]] and prompt["devices"] == 8
   # ... and on this process's one device, from the same directories.
   for saved_on in ("2x4", "8x1"):
-    values = dict(np.load(tmp_path / f"values_{saved_on}.npz"))
+    values = dict(np.load(root / f"values_{saved_on}.npz"))
     one = sharding.Partitioning.create()
     template = sharding_workers._sharded_state(one, scale=0.1)  # pylint: disable=protected-access
-    checkpointer = run_dir.Checkpointer(str(tmp_path / f"saved_{saved_on}"))
+    checkpointer = run_dir.Checkpointer(str(root / f"saved_{saved_on}"))
     restored, meta = checkpointer.restore(template)
     checkpointer.close()
     assert meta == {"mesh": saved_on}
@@ -335,8 +361,8 @@ def test_a_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
 
 
 @pytest.mark.slow
-def test_data_and_model_parallel_training_equal_one_device(tmp_path):
-  meshes = _worker(tmp_path, "meshes", str(tmp_path))
+def test_data_and_model_parallel_training_equal_one_device(tmp_path, eight_devices):
+  meshes = eight_devices[1]["meshes"]
   one = sharding_workers.summary(loop.train(**sharding_workers.train_kwargs(
       str(tmp_path / "one"))))
   assert one["loss"][-1] < 0.5 * one["loss"][0]  # it trained
