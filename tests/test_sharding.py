@@ -314,7 +314,7 @@ def eight_devices(tmp_path_factory):
     out = root / f"{EIGHT_DEVICE_CASES.replace(',', '_')}.json"
     if out.exists():
       return root, json.loads(out.read_text())
-    root.mkdir()
+    root.mkdir(exist_ok=True)  # a failed first try leaves it, without the JSON
     return root, _worker(root, EIGHT_DEVICE_CASES, str(root))
 
 
