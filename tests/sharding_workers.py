@@ -1,9 +1,10 @@
 """What tests/test_sharding.py runs in subprocesses that see several (fake CPU) devices.
 
-`python tests/sharding_workers.py CASE OUT_JSON ARGS...`; the parent sets
+`python tests/sharding_workers.py CASE[,CASE...] OUT_JSON ARGS...`; the parent sets
 XLA_FLAGS=--xla_force_host_platform_device_count=N in the environment, so jax
 sees N devices from its first import (tests/conftest.py gives pytest's own
-process one). Each case writes what it measured to OUT_JSON.
+process one). OUT_JSON holds {case: what it measured}; several cases share one
+process (one jax start, one demo-model load), each with the same ARGS.
 """
 import json
 import os
@@ -180,7 +181,7 @@ def case_cli_two_shards(out: str, *argv: str) -> dict:
 
 
 if __name__ == "__main__":
-  case, out_path, *rest = sys.argv[1:]
-  found = globals()[f"case_{case}"](out_path, *rest)
+  cases, out_path, *rest = sys.argv[1:]
+  found = {case: globals()[f"case_{case}"](out_path, *rest) for case in cases.split(",")}
   with open(out_path, "w", encoding="utf-8") as f:
     json.dump(found, f, default=str)

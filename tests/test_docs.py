@@ -41,7 +41,9 @@ def test_readme_opens_with_the_two_setup_commands_ci_runs():
   assert "pytest" in tests and "torch==2.13.0" in tests
   ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read()
   assert "torch==2.13.0" in ci and '-e ".[test]"' in ci
-  assert re.search(r"pytest -n 2", ci) and "pytest -n 2" in tests
+  # The same test command in both: two workers that steal from each other's queues.
+  command = "pytest -n 2 --dist worksteal"
+  assert command in ci and command in tests
 
 
 def test_every_gin_file_named_in_the_readme_is_in_configs():

@@ -47,7 +47,7 @@ def test_quickstart_runs(tmp_path):
 @pytest.mark.slow
 def test_superglue_reproduction_runs_in_smoke_mode(tmp_path):
   out = tmp_path / "run"
-  nb = _run("superglue_reproduction.ipynb", {"SMOKE": True, "TRAIN_STEPS": 4, "EVAL_PERIOD": 2,
+  nb = _run("superglue_reproduction.ipynb", {"SMOKE": True, "TRAIN_STEPS": 2, "EVAL_PERIOD": 2,
                                               "BATCH_SIZE": 4, "PROMPT_LENGTH": 4,
                                               "OUTPUT_DIR": str(out)}, tmp_path)
   outputs = [o for c in nb.cells for o in c.get("outputs", [])]
