@@ -207,9 +207,9 @@ def _batch(ids):
 
 def _grads(model, params, batch):
   trainable, frozen = trainable_lib.split(params)
-  grad = jax.grad(lambda t: losses.loss_fn(t, frozen, batch, None, model=model,
-                                           loss_cfg=losses.LossConfig())[0])
-  return tree.flatten(grad(trainable))
+  grad = jax.jit(jax.grad(lambda t, b: losses.loss_fn(t, frozen, b, None, model=model,
+                                                     loss_cfg=losses.LossConfig())[0]))
+  return tree.flatten(grad(trainable, batch))
 
 
 @pytest.mark.parametrize("layout", ["encoder", "both"])
