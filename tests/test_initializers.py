@@ -23,6 +23,18 @@ def test_sampled_vocab_rows_are_distinct_rows_of_the_first_n_ids():
   assert len(set(ids)) == 6 and max(ids) < 10
   with pytest.raises(ValueError, match="cannot draw 12 distinct rows"):
     initializers.sampled_vocab(num_ids=10)(jax.random.PRNGKey(1), (12, 4), TABLE)
+  # A float64 (or bfloat16) table still gives a float32 prompt; N must be >= 1.
+  wide = initializers.sampled_vocab(num_ids=10)(jax.random.PRNGKey(1), (6, 4),
+                                                TABLE.astype(np.float64))
+  assert wide.dtype == np.float32
+  np.testing.assert_array_equal(wide, x)
+  for bad in (0, -1):
+    with pytest.raises(ValueError, match=f"num_ids={bad}; expected > 0"):
+      initializers.sampled_vocab(num_ids=bad)
+  # The paper's default: the 5,000 most common ids, so 5,001 rows cannot be drawn.
+  big = np.zeros((5001, 2), np.float32)
+  with pytest.raises(ValueError, match="cannot draw 5001 distinct rows from the first 5000"):
+    initializers.sampled_vocab()(jax.random.PRNGKey(0), (5001, 2), big)
 
 
 def test_class_labels_rows_are_mean_sub_token_embeddings():

@@ -465,3 +465,29 @@ def test_bad_multitask_specs_are_refused_by_name():
   with pytest.raises(ValueError, match="params of shapes"):
     spec.check({**good, "task_prompts": good["task_prompts"][:2]}, MT_D)
   assert mt.MultiTaskSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+def test_a_fresh_multitask_prompt_is_float32_uniform_with_the_bank_axes():
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  spec = spec_lib.multitask_prompt(mt.MultiTaskSpec(MT_TASKS, "add"), 4)
+  boxed = prompt_lib.Prompt(spec).init(jax.random.PRNGKey(0), MT_D, 2, jnp.array([0, 1]))
+  axes = nn.get_partition_spec(boxed)["params"]
+  assert tuple(axes["task_prompts"]) == (spec_lib.BANK_AXIS, spec_lib.LENGTH_AXIS,
+                                         spec_lib.EMBED_AXIS)
+  assert tuple(axes["shared_prompt"]) == (spec_lib.LENGTH_AXIS, spec_lib.EMBED_AXIS)
+  for value in nn.unbox(boxed)["params"].values():
+    assert value.dtype == jnp.float32
+    assert 0.3 < float(jnp.abs(value).max()) <= 0.5  # U[-0.5, 0.5]
+
+
+def test_a_one_task_multitask_prompt_needs_no_ids_and_names_its_path_in_errors():
+  init = initializers.random_uniform()
+  spec = spec_lib.multitask_prompt(mt.MultiTaskSpec(("only",), "add"), 4, init=init)
+  assert spec.init is init and not spec.is_bank
+  module = prompt_lib.Prompt(spec)
+  params = {k: jnp.asarray(v) for k, v in _mt_params(spec.multitask, seed=3).items()}
+  out = module.apply({"params": params}, MT_D, 2)  # no prompt_ids for one prompt
+  np.testing.assert_allclose(out[1], params["shared_prompt"] + params["task_prompts"][0],
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match=r"^encoder/prompt/prompt: params \['shared_prompt'\]"):
+    module.apply({"params": {"shared_prompt": params["shared_prompt"]}}, MT_D, 2)

@@ -7,6 +7,7 @@ import shutil
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import seqio
 
 import conftest
 from prompt_tuning import paths, tree
@@ -192,3 +193,34 @@ def test_a_mixture_task_without_a_prompt_is_refused_by_name(demo_mixture):
   with pytest.raises(ValueError, match=r"tasks \['taskless_demo_majority'\] have no prompt"):
     next(inputs.train_batches(MIXTURE, LENGTHS, 8, seed=3,
                               task_ids={"taskless_demo_count": 0}))
+
+
+def test_a_task_id_mixture_keeps_the_name_rates_and_sample_function(demo_mixture):
+  plain = seqio.get_mixture_or_task(MIXTURE)
+  ids = {name: i for i, name in enumerate(MIXED)}
+  assert inputs.TaskIdMixture(plain, ids).name == MIXTURE
+  # One task (not a mixture) is a mixture of itself.
+  task = seqio.get_mixture_or_task(MIXED[1])
+  alone = inputs.TaskIdMixture(task, ids)
+  assert alone.name == MIXED[1] and [t.name for t in alone.tasks] == [MIXED[1]]
+  batch = next(inputs.train_batches(MIXED[1], LENGTHS, 4, seed=1, task_ids=ids))
+  np.testing.assert_array_equal(batch["prompt_ids"], [1, 1, 1, 1])
+  # A mixture's own sample function is kept: here one that reads only its first task.
+  first_only = "test_multitask_first_only"
+  seqio.MixtureRegistry.remove(first_only)
+  seqio.MixtureRegistry.add(first_only, list(MIXED), default_rate=1.0,
+                            sample_fn=_first_dataset)
+  batch = next(inputs.train_batches(first_only, LENGTHS, 8, seed=1, task_ids=ids))
+  np.testing.assert_array_equal(batch["prompt_ids"], np.zeros(8, np.int32))
+
+
+def _first_dataset(datasets, weights=None, seed=None):
+  del weights, seed
+  return datasets[0]
+
+
+def test_the_fingerprint_records_num_shards_only_for_several_hosts():
+  one = inputs.fingerprint(TASK, "train", LENGTHS, 8, 0)
+  assert "num_shards" not in one and one == inputs.fingerprint(TASK, "train", LENGTHS, 8, 0, 1)
+  two = inputs.fingerprint(TASK, "train", LENGTHS, 8, 0, num_shards=2)
+  assert two == {**one, "num_shards": 2} and isinstance(two["num_shards"], int)
