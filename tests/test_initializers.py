@@ -208,3 +208,16 @@ def test_from_file_returns_float32_and_refuses_a_pickled_array(tmp_path):
   np.save(tmp_path / "obj.npy", prompt.astype(object), allow_pickle=True)
   with pytest.raises(ValueError, match="PROMPT_FILE=.*obj.npy.*allow_pickle=False"):
     initializers.from_file(str(tmp_path / "obj.npy"))(jax.random.PRNGKey(0), (3, 4), None)
+
+
+def test_make_prompt_calls_the_init_with_the_key_and_names_the_prompt_in_errors():
+  from prompt_tuning.prompts import spec as spec_lib  # pylint: disable=import-outside-toplevel
+  init = initializers.sampled_vocab(num_ids=10)
+  key = jax.random.PRNGKey(4)
+  one = initializers.make_prompt(spec_lib.encoder_prompt(3, init=init), TABLE, key)
+  np.testing.assert_array_equal(one, init(key, (3, 4), TABLE))  # this key, not a fold of it
+  wrong = lambda rng, shape, table: np.zeros((shape[0] + 1, shape[1]), np.float32)
+  with pytest.raises(ValueError, match=r"^PROMPT_INIT returned shape \(4, 4\) for encoder/"):
+    initializers.make_prompt(spec_lib.encoder_prompt(3, init=wrong), TABLE, key)
+  with pytest.raises(ValueError, match=r"^decoder prompt init returned shape \(4, 4\) for dec"):
+    initializers.make_prompt(spec_lib.decoder_prompt(3, init=wrong), TABLE, key)
