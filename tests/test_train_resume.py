@@ -224,3 +224,24 @@ def test_the_fingerprint_records_num_shards_only_for_several_hosts():
   assert "num_shards" not in one and one == inputs.fingerprint(TASK, "train", LENGTHS, 8, 0, 1)
   two = inputs.fingerprint(TASK, "train", LENGTHS, 8, 0, num_shards=2)
   assert two == {**one, "num_shards": 2} and isinstance(two["num_shards"], int)
+
+
+def test_each_host_reads_every_num_shards_th_example_of_the_split():
+  _register()
+  rows = lambda **kw: np.concatenate([next(s)["encoder_input_tokens"] for s in [
+      inputs.train_batches(TASK, LENGTHS, 4, seed=0, shuffle=False, **kw)]])
+  whole = np.concatenate([b["encoder_input_tokens"] for b, _ in zip(
+      inputs.train_batches(TASK, LENGTHS, 4, seed=0, shuffle=False), range(2))])  # 8 rows
+  np.testing.assert_array_equal(rows(num_shards=1), whole[:4])
+  np.testing.assert_array_equal(rows(), whole[:4])
+  np.testing.assert_array_equal(rows(shard_index=0, num_shards=2), whole[0::2])
+  np.testing.assert_array_equal(rows(shard_index=1, num_shards=2), whole[1::2])
+  with pytest.raises(ValueError, match="shard_index=2, num_shards=2"):
+    next(inputs.train_batches(TASK, LENGTHS, 4, seed=0, shard_index=2, num_shards=2))
+  # The split asked for is the split read.
+  validation = [ex["inputs"] for ex in synthetic.examples("majority", "validation",
+                                                          with_task_word=False)][:4]
+  got = next(inputs.train_batches(TASK, LENGTHS, 4, seed=0, shuffle=False,
+                                  split="validation"))["encoder_input_tokens"]
+  vocab = demo_tasks.demo_vocabulary()
+  assert [vocab.decode([int(t) for t in r if t > 1]) for r in got] == validation
