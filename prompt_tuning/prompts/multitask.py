@@ -121,10 +121,6 @@ class MultiTaskSpec:
                      "task_rows": (k, self.rank, d)},
     }[self.mode]
 
-  def axes(self) -> dict:
-    """{param name: logical axes}."""
-    return dict(PARAMS[self.mode])
-
   def shared_length(self, params: Mapping[str, Any]) -> int:
     """The shared (PROMPT_LENGTH) length of a set of this spec's params."""
     first = params["prompt" if self.mode == "separate" else "shared_prompt"]
