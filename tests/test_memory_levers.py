@@ -210,7 +210,11 @@ def test_microbatches_must_divide_the_batch():
     step_lib.check_microbatches(8, 3)
   with pytest.raises(ValueError, match=r"expected None or an int >= 1"):
     step_lib.check_microbatches(8, 0)
+  for bad in (True, False, 2.0):
+    with pytest.raises(ValueError, match=r"expected None or an int >= 1"):
+      step_lib.check_microbatches(8, bad)
   assert step_lib.check_microbatches(8, None) == 1 and step_lib.check_microbatches(8, 4) == 4
+  assert step_lib.check_microbatches(8, 1) == 1
 
 
 def test_an_unknown_remat_policy_is_refused():
@@ -305,3 +309,88 @@ def test_remat_under_scan_shrinks_xlas_memory_plan():
   assert plan["full"] < plan["minimal"] < plan["none"], plan
   assert plan["full"] < plan["dots"] < plan["none"], plan
   assert plan["full"] < 0.5 * plan["none"], plan
+
+
+# Microbatching against a stand-in model whose loss and gradient numpy writes out.
+TOY_V = 5  # vocabulary of the stand-in model (microbatching tests below)
+
+
+class _NoisyBigram:
+  """logits[b, t] = emb[decoder_input[b, t]] + w (+ normal(dropout key, [TOY_V]) with dropout)."""
+
+  def apply(self, variables, encoder_tokens, decoder_inputs, decoder_targets, *,
+            enable_dropout=False, prompt_ids=None, rngs=None):
+    p = variables["params"]
+    logits = p["emb"][decoder_inputs] + p["w"].astype(jnp.float32)
+    if enable_dropout:
+      logits = logits + jax.random.normal(rngs["dropout"], (TOY_V,))
+    return logits
+
+
+def _toy(batch=4, length=3, seed=0, w_dtype=np.float32):
+  rng = np.random.RandomState(seed)
+  trainable = {"w": jnp.asarray(rng.randn(TOY_V), w_dtype)}
+  frozen = {"emb": jnp.asarray(rng.randn(TOY_V, TOY_V), jnp.float32)}
+  weights = np.ones((batch, length), np.float32)
+  weights[1, 2:] = weights[3, 1:] = 0.0  # ragged padding
+  data = {"encoder_input_tokens": jnp.asarray(rng.randint(0, TOY_V, (batch, 2)), jnp.int32),
+          "decoder_input_tokens": jnp.asarray(rng.randint(0, TOY_V, (batch, length)), jnp.int32),
+          "decoder_target_tokens": jnp.asarray(rng.randint(0, TOY_V, (batch, length)), jnp.int32),
+          "decoder_loss_weights": jnp.asarray(weights)}
+  return trainable, frozen, data
+
+
+def _numpy_loss_and_grad(trainable, frozen, batch, noise_per_row):
+  """Summed token cross-entropy (no z-loss, no normaliser) and its gradient w.r.t. w."""
+  emb, w = np.asarray(frozen["emb"], np.float64), np.asarray(trainable["w"], np.float64)
+  logits = emb[np.asarray(batch["decoder_input_tokens"])] + w + noise_per_row[:, None, :]
+  targets = np.asarray(batch["decoder_target_tokens"])
+  weights = np.asarray(batch["decoder_loss_weights"], np.float64)
+  log_z = np.log(np.exp(logits).sum(-1))
+  target_logit = np.take_along_axis(logits, targets[..., None], -1)[..., 0]
+  loss = np.sum((log_z - target_logit) * weights)
+  probs = np.exp(logits - log_z[..., None])
+  grad = np.einsum("bt,btv->v", weights, probs - np.eye(TOY_V)[targets])
+  return loss, grad
+
+
+@pytest.mark.parametrize("micro", [None, 2, 4])
+def test_each_microbatch_folds_its_index_into_the_dropout_key(micro):
+  """Unsplit, the model gets the step's key; slice m of M gets fold_in(key, m)."""
+  trainable, frozen, batch = _toy()
+  key = jax.random.PRNGKey(3)
+  cfg = losses.LossConfig(z_loss=0.0)
+  (loss, metrics), grads = jax.jit(lambda t, f, b, k: step_lib.loss_and_grads(
+      t, f, b, k, model=_NoisyBigram(), loss_cfg=cfg, num_microbatches=micro))(
+          trainable, frozen, batch, key)
+  rows = batch["decoder_loss_weights"].shape[0]
+  if micro is None:
+    noise = np.tile(np.asarray(jax.random.normal(key, (TOY_V,))), (rows, 1))
+  else:
+    noise = np.repeat([np.asarray(jax.random.normal(jax.random.fold_in(key, m), (TOY_V,)))
+                       for m in range(micro)], rows // micro, axis=0)
+  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch, noise)
+  np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+  np.testing.assert_allclose(metrics["cross_entropy"], want_loss, rtol=1e-5)
+  np.testing.assert_allclose(metrics["num_tokens"], 9.0)
+  np.testing.assert_allclose(grads["w"], want_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_microbatched_gradients_keep_the_trainable_dtype():
+  """bfloat16 trainable params get bfloat16 summed gradients; the loss stays float32."""
+  trainable, frozen, batch = _toy(w_dtype=jnp.bfloat16)
+  cfg = losses.LossConfig(z_loss=0.0)
+  (loss, _), grads = step_lib.loss_and_grads(trainable, frozen, batch, None,
+                                             model=_NoisyBigram(), loss_cfg=cfg,
+                                             num_microbatches=2)
+  assert grads["w"].dtype == jnp.bfloat16 and loss.dtype == jnp.float32
+  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch, np.zeros((4, TOY_V)))
+  np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(grads["w"], np.float32), want_grad, rtol=2e-2, atol=2e-2)
+
+
+def test_loss_and_grads_refuses_microbatches_that_do_not_divide_the_batch():
+  trainable, frozen, batch = _toy(batch=4)
+  with pytest.raises(ValueError, match=r"num_microbatches=3 does not divide the batch of 4"):
+    step_lib.loss_and_grads(trainable, frozen, batch, None, model=_NoisyBigram(),
+                            loss_cfg=losses.LossConfig(), num_microbatches=3)
