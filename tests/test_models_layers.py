@@ -1,4 +1,7 @@
 """Building blocks against hand-written matrices and Hugging Face's T5 code."""
+import warnings
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +9,7 @@ import pytest
 import torch
 from transformers.models.t5 import modeling_t5
 
-from prompt_tuning.models import layers
+from prompt_tuning.models import adapters, layers
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
@@ -159,3 +162,67 @@ def test_grouped_queries_need_a_multiple_of_the_key_value_rows():
     attn.init(jax.random.PRNGKey(0), jnp.ones((4, 1, 2)), kv, None, deterministic=True,
               decode=True)
   assert layers.query_groups(6, 2) == 3 and layers.query_groups(4, 4) == 1
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_relative_position_bucket_matches_hf_for_an_odd_bucket_count(bidirectional):
+  # 7 buckets: 3 per side bidirectional (max_exact 1), 7 causal (max_exact 3).
+  pos = np.arange(64, dtype=np.int32)
+  rel = pos[None, :] - pos[:, None]
+  ours = layers.relative_position_bucket(rel, bidirectional, 7, 20)
+  theirs = modeling_t5.T5Attention._relative_position_bucket(
+      torch.tensor(rel, dtype=torch.long), bidirectional=bidirectional,
+      num_buckets=7, max_distance=20).numpy()
+  np.testing.assert_array_equal(ours, theirs)
+  assert ours.dtype == np.int32  # the documented dtype, not just equal values
+
+
+def test_relative_position_bucket_emits_no_numpy_warnings():
+  pos = np.arange(40, dtype=np.int32)
+  rel = pos[None, :] - pos[:, None]  # has zero offsets, i.e. log(0) inside
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    for bidirectional in (True, False):
+      layers.relative_position_bucket(rel, bidirectional, 32, 128)
+
+
+def test_mask_to_bias_returns_the_requested_dtype():
+  bias = layers.mask_to_bias(jnp.array([[True, False]]), jnp.bfloat16)
+  assert bias.dtype == jnp.bfloat16
+  # bfloat16 keeps 8 mantissa bits: -1e10 rounds to within 0.4%.
+  np.testing.assert_allclose(np.asarray(bias, np.float32), [[0.0, -1e10]], rtol=4e-3)
+
+
+def test_dense_default_init_is_truncated_normal_with_variance_one_over_fan_in():
+  fan_in, fan_out = 256, 64
+  layer = layers.dense(fan_out, ("embed", "mlp"), "wi", jnp.float32)
+  variables = layer.init(jax.random.PRNGKey(0), jnp.ones((1, fan_in)))
+  kernel = np.asarray(nn.unbox(variables)["params"]["kernel"])
+  assert kernel.shape == (fan_in, fan_out) and kernel.dtype == np.float32
+  # Truncated at 2 sigma of the underlying normal, rescaled so Var = 1 / fan_in;
+  # 16k draws pin the sample variance to about 1%.
+  np.testing.assert_allclose(kernel.var(), 1.0 / fan_in, rtol=0.05)
+  sigma = np.sqrt(1.0 / fan_in) / 0.87962566103423978
+  assert np.abs(kernel).max() <= 2 * sigma * (1 + 1e-6)
+
+
+def test_lora_params_carry_the_logical_axes_of_their_projection():
+  spec = adapters.AdapterSpec(lora=adapters.LoraSpec(rank=2, alpha=2.0,
+                                                     targets=("out", "wo")))
+  x = jnp.ones((1, 3, 4))
+  attn = layers.MultiHeadAttention(num_heads=1, head_dim=2, adapters=spec)
+  out = attn.init(jax.random.PRNGKey(0), x, x, None, deterministic=True)["params"]["out"]
+  assert out["kernel"].names == ("joined_kv", "embed")
+  assert out["lora_a"].names == ("joined_kv", "lora_rank")
+  assert out["lora_b"].names == ("lora_rank", "embed")
+  mlp = layers.MlpBlock(intermediate_dim=3, activations=("relu",), adapters=spec)
+  wo = mlp.init(jax.random.PRNGKey(0), x, deterministic=True)["params"]["wo"]
+  assert wo["lora_a"].names == ("mlp", "lora_rank")
+  assert wo["lora_b"].names == ("lora_rank", "embed")
+
+
+def test_dense_kernels_are_float32_even_with_x64_enabled():
+  with jax.enable_x64(True):
+    layer = layers.dense(3, ("embed", "mlp"), "wi", jnp.float32)
+    variables = layer.init(jax.random.PRNGKey(0), jnp.ones((1, 2), jnp.float32))
+    assert nn.unbox(variables)["params"]["kernel"].dtype == jnp.float32
