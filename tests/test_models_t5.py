@@ -266,3 +266,16 @@ def test_combine_functions_keep_the_dtypes_and_suffix_keeps_the_padding_in_order
     assert (x.dtype, m.dtype) == (jnp.bfloat16, jnp.int32), name
     np.testing.assert_array_equal(np.asarray(x[..., 0], np.float32), rows, err_msg=name)
     np.testing.assert_array_equal(m, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], err_msg=name)
+
+
+def test_uniform_symmetric_default_scale_is_the_papers_half():
+  """With no argument the range is the paper's U[-0.5, 0.5]."""
+  x = prompt_lib.uniform_symmetric()(jax.random.PRNGKey(0), (200, 50))
+  assert -0.5 <= float(x.min()) < -0.49 and 0.49 < float(x.max()) <= 0.5
+
+
+def test_uniform_symmetric_samples_in_the_dtype_it_is_given():
+  """The initializer honours the dtype argument flax (or a caller) passes."""
+  y = prompt_lib.uniform_symmetric(0.5)(jax.random.PRNGKey(1), (4, 3), jnp.bfloat16)
+  assert y.dtype == jnp.bfloat16 and y.shape == (4, 3)
+  assert float(jnp.abs(y.astype(jnp.float32)).max()) <= 0.5

@@ -266,11 +266,11 @@ def test_ids_outside_the_bank_are_refused_or_poison_the_output():
   with pytest.raises(ValueError, match=r"prompt_ids \[-1\] are outside"):
     decoding.greedy_decode(bank_model, params, INPUTS, T, prompt_ids=np.array(
         [0, -1, 0, 0, 0], np.int32))
-  # Under jit the values cannot be checked: the bad row's prompt is NaN, so its
-  # logits are NaN (and a loss on it is not finite), the good rows are unaffected.
+  # Under jit the values cannot be checked: a bad row's prompt is NaN (-1 too: jnp.take
+  # alone would wrap it to the last prompt), so its logits are NaN (and a loss on it is not finite), the good rows are unaffected.
   got = np.asarray(apply(bank_model, params, INPUTS, _shift_right(targets), targets,
-                         prompt_ids=np.array([0, 1, 2, 7, 0], np.int32)))
-  assert np.isnan(got[3]).all() and np.isfinite(got[[0, 1, 2, 4]]).all()
+                         prompt_ids=np.array([0, 1, -1, 7, 0], np.int32)))
+  assert np.isnan(got[[2, 3]]).all() and np.isfinite(got[[0, 1, 4]]).all()
 
 
 def test_ids_of_the_wrong_shape_or_type_or_missing_are_refused():
@@ -491,3 +491,51 @@ def test_a_one_task_multitask_prompt_needs_no_ids_and_names_its_path_in_errors()
                              rtol=1e-6)
   with pytest.raises(ValueError, match=r"^encoder/prompt/prompt: params \['shared_prompt'\]"):
     module.apply({"params": {"shared_prompt": params["shared_prompt"]}}, MT_D, 2)
+
+
+def test_select_treats_a_single_prompt_given_ids_as_a_bank_of_one():
+  """A [P, D] prompt with prompt_ids is a bank of K = 1: id 0 only, rows [B, P, D]."""
+  prompt = jnp.arange(12.0).reshape(3, 4)  # [P=3, D=4]
+  got = np.asarray(prompt_lib.select(prompt, np.array([0, 0], np.int32), 2))
+  np.testing.assert_array_equal(got, np.stack([np.arange(12.0).reshape(3, 4)] * 2))
+  # id 1 < P = 3 and < 2, but outside the one prompt there is.
+  with pytest.raises(ValueError, match=r"^prompt_ids \[1\] are outside \[0, 1\): the prompt "
+                                       r"bank holds 1 prompt\.$"):
+    prompt_lib.select(prompt, np.array([0, 1], np.int32), 2)
+  # Under jit the ids cannot be checked: negative and too-large ones gather NaN alike.
+  got = jax.jit(lambda i: prompt_lib.select(jnp.ones((3, 2, 4)), i, 3))(
+      jnp.array([-1, 0, 3], jnp.int32))
+  got = np.asarray(got)
+  assert np.isnan(got[[0, 2]]).all() and np.isfinite(got[1]).all()
+
+
+def test_an_encoder_prompt_of_length_zero_names_prompt_length():
+  """The encoder prompt's length error names the gin macro PROMPT_LENGTH."""
+  with pytest.raises(ValueError, match=r"^encoder/prompt/prompt: PROMPT_LENGTH=0; expected an "
+                                       r"int >= 1\.$"):
+    spec_lib.encoder_prompt(0)
+
+
+def test_prompt_lengths_and_bank_sizes_must_be_ints_not_bools_or_floats():
+  """True and 2.0 are refused though they compare like 1 and 2."""
+  with pytest.raises(ValueError, match=r"^encoder/prompt/prompt: PROMPT_LENGTH=True; expected "
+                                       r"an int >= 1\.$"):
+    spec_lib.encoder_prompt(True)
+  with pytest.raises(ValueError, match=r"^encoder/prompt/prompt: num_prompts=2\.0; expected "
+                                       r"an int >= 1\.$"):
+    spec_lib.encoder_prompt(3, 2.0)
+  with pytest.raises(ValueError, match=r"^decoder/prompt/prompt: DECODER_PROMPT_LENGTH=3\.0;"):
+    spec_lib.decoder_prompt(3.0)
+  assert spec_lib.encoder_prompt(np.int64(3)).length == 3  # numpy ints are ints
+
+
+def test_a_single_prompt_of_the_wrong_width_is_refused_as_p_by_d_model():
+  """A [P, D] spec's message spells the single-prompt layout; a fitting value passes."""
+  spec = spec_lib.encoder_prompt(3)
+  assert spec.check(np.zeros((3, 16), np.float32), 16) is None
+  with pytest.raises(ValueError, match=r"^encoder/prompt/prompt: prompt has shape \(3, 8\); "
+                                       r"expected \(P, d_model\) = \(3, 16\)\.$"):
+    spec.check(np.zeros((3, 8), np.float32), 16)
+  with pytest.raises(ValueError, match=r"^a\.npy: prompt has shape \(2, 3, 16\); expected "
+                                       r"\(P, d_model\) = \(3, 16\)\.$"):
+    spec.check(np.zeros((2, 3, 16), np.float32), 16, where="a.npy")

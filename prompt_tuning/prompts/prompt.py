@@ -84,9 +84,12 @@ def select(bank: Array, prompt_ids: Optional[Array], batch: int) -> Array:
                      "expected prompt_ids [batch] saying which prompt each example uses.")
   check_prompt_ids(prompt_ids, num_prompts, batch)
   bank = bank if bank.ndim == 3 else bank[None]
+  ids = jnp.asarray(prompt_ids, jnp.int32)
+  # jnp.take's fill mode wraps negative ids (-1 is the last prompt); send them past the
+  # end too, so every id outside [0, K) gathers NaN.
+  ids = jnp.where(ids < 0, num_prompts, ids)
   # A gather: the gradient of a prompt no example selected is exactly zero.
-  return jnp.take(bank, jnp.asarray(prompt_ids, jnp.int32), axis=0, mode="fill",
-                  fill_value=jnp.nan)
+  return jnp.take(bank, ids, axis=0, mode="fill", fill_value=jnp.nan)
 
 
 class Prompt(nn.Module):
