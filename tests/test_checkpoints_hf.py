@@ -428,3 +428,23 @@ def test_module_names_are_hf_s_own_linear_modules(arch):
   assert names["decoder/layers_2/encoder_decoder_attention/out"] == \
       "decoder.block.2.layer.1.EncDecAttention.o"
   assert names["decoder/layers_1/mlp/wo"] == "decoder.block.1.layer.2.DenseReluDense.wo"
+
+
+def test_a_state_dict_read_as_is_names_itself_and_may_hold_the_unused_cross_attention_bias(
+    hf_checkpoint):
+  arch, _, directory = hf_checkpoint
+  config = _our_config(arch)
+  state = hf.read_state(directory)
+  params, _ = hf.params_from_hf(config, state)
+  # Some HF files also store a relative bias for the first cross-attention, which T5
+  # never uses (cross-attention has no position bias): it is dropped, not "unexpected".
+  unused = "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"
+  with_bias, _ = hf.params_from_hf(config, {**state, unused: np.zeros((32, 4), np.float32)})
+  flat, flat_with_bias = tree.flatten(params), tree.flatten(with_bias)
+  assert sorted(flat) == sorted(flat_with_bias)
+  for name, value in flat.items():
+    np.testing.assert_array_equal(flat_with_bias[name], value, err_msg=name)
+  # Without a path, an error says it is about a state dict.
+  state.pop("shared.weight")
+  with pytest.raises(ValueError, match=r"^state dict: Hugging Face T5 weights do not match"):
+    hf.params_from_hf(config, state)
