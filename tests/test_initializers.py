@@ -31,6 +31,12 @@ def test_sampled_vocab_rows_are_distinct_rows_of_the_first_n_ids():
   for bad in (0, -1):
     with pytest.raises(ValueError, match=f"num_ids={bad}; expected > 0"):
       initializers.sampled_vocab(num_ids=bad)
+  np.testing.assert_array_equal(  # N = 1: the first row only
+      initializers.sampled_vocab(num_ids=1)(jax.random.PRNGKey(1), (1, 4), TABLE), TABLE[:1])
+  with pytest.raises(ValueError, match=r"^sampled_vocab: prompt shape \(0, 4\); expected"):
+    initializers.sampled_vocab()(jax.random.PRNGKey(1), (0, 4), TABLE)
+  with pytest.raises(ValueError, match=r"^sampled_vocab needs the frozen \[V, D\] embedding"):
+    initializers.sampled_vocab()(jax.random.PRNGKey(1), (6, 4), None)
   # The paper's default: the 5,000 most common ids, so 5,001 rows cannot be drawn.
   big = np.zeros((5001, 2), np.float32)
   with pytest.raises(ValueError, match="cannot draw 5001 distinct rows from the first 5000"):
