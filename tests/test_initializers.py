@@ -31,6 +31,8 @@ def test_sampled_vocab_rows_are_distinct_rows_of_the_first_n_ids():
   for bad in (0, -1):
     with pytest.raises(ValueError, match=f"num_ids={bad}; expected > 0"):
       initializers.sampled_vocab(num_ids=bad)
+  every = initializers.sampled_vocab(num_ids=10)(jax.random.PRNGKey(1), (10, 4), TABLE)
+  np.testing.assert_array_equal(np.sort(every, axis=0), np.sort(TABLE[:10], axis=0))  # all N
   np.testing.assert_array_equal(  # N = 1: the first row only
       initializers.sampled_vocab(num_ids=1)(jax.random.PRNGKey(1), (1, 4), TABLE), TABLE[:1])
   with pytest.raises(ValueError, match=r"^sampled_vocab: prompt shape \(0, 4\); expected"):

@@ -214,6 +214,52 @@ def test_a_task_id_mixture_keeps_the_name_rates_and_sample_function(demo_mixture
   np.testing.assert_array_equal(batch["prompt_ids"], np.zeros(8, np.int32))
 
 
+def _trimming_mixture() -> tuple:
+  """The demo mixture's tasks, with T5's append_eos_after_trim (it reads the lengths)."""
+  names = []
+  for name in MIXED:
+    demo = seqio.TaskRegistry.get(name)
+    seqio.TaskRegistry.remove(f"test_trim_{name}")
+    seqio.TaskRegistry.add(f"test_trim_{name}", source=demo.source,
+                           output_features=demo.output_features,
+                           preprocessors=[seqio.preprocessors.tokenize,
+                                          seqio.preprocessors.append_eos_after_trim])
+    names.append(f"test_trim_{name}")
+  seqio.MixtureRegistry.remove("test_trim_mixture")
+  seqio.MixtureRegistry.add("test_trim_mixture", names, default_rate=1.0)
+  return "test_trim_mixture", {names[0]: 1, names[1]: 0}
+
+
+def test_the_task_id_stream_truncates_and_shards_as_the_plain_stream(demo_mixture):
+  mixture, ids = _trimming_mixture()
+  short = {"inputs": 4, "targets": 2}  # shorter than the demo inputs: 3 tokens + EOS
+  firsts = []
+  for kw in ({}, {"shard_index": 0, "num_shards": 2}, {"shard_index": 1, "num_shards": 2}):
+    a = next(inputs.train_batches(mixture, short, 8, seed=3, task_ids=ids, **kw))
+    b = next(inputs.train_batches(mixture, short, 8, seed=3, **kw))
+    for k in inputs.MODEL_FEATURES:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=f"{kw} {k}")
+    assert (a["encoder_input_tokens"][:, -1] == 1).all()
+    firsts.append(a["encoder_input_tokens"])
+  assert not np.array_equal(firsts[1], firsts[2])  # each host its own shard
+
+
+def test_use_cached_reaches_seqios_cache_with_and_without_task_ids(demo_mixture):
+  # A task that must be read from seqio's offline cache, which nobody built here: asked
+  # for the cache, seqio looks for it (and does not find it) in both streams.
+  demo = seqio.TaskRegistry.get(MIXED[0])
+  seqio.TaskRegistry.remove("test_cache_only")
+  seqio.TaskRegistry.add("test_cache_only", source=demo.source,
+                         output_features=demo.output_features,
+                         preprocessors=[seqio.preprocessors.tokenize,
+                                        seqio.CacheDatasetPlaceholder(required=True),
+                                        seqio.preprocessors.append_eos])
+  for kw in ({}, {"task_ids": {"test_cache_only": 0}}):
+    with pytest.raises(AssertionError, match="'test_cache_only' does not exist in any of the "
+                                             "task cache directories"):
+      next(inputs.train_batches("test_cache_only", LENGTHS, 8, seed=3, use_cached=True, **kw))
+
+
 def _first_dataset(datasets, weights=None, seed=None):
   del weights, seed
   return datasets[0]
@@ -224,6 +270,13 @@ def test_the_fingerprint_records_num_shards_only_for_several_hosts():
   assert "num_shards" not in one and one == inputs.fingerprint(TASK, "train", LENGTHS, 8, 0, 1)
   two = inputs.fingerprint(TASK, "train", LENGTHS, 8, 0, num_shards=2)
   assert two == {**one, "num_shards": 2} and isinstance(two["num_shards"], int)
+
+
+def test_the_stream_repeats_its_split_forever():
+  _register()
+  # The validation split holds 500 examples: 9 batches of 64 run past its end.
+  stream = inputs.train_batches(TASK, LENGTHS, 64, seed=0, split="validation")
+  assert len([b for b, _ in zip(stream, range(9))]) == 9
 
 
 def test_each_host_reads_every_num_shards_th_example_of_the_split():
