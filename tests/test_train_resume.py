@@ -234,7 +234,8 @@ def test_the_task_id_stream_truncates_and_shards_as_the_plain_stream(demo_mixtur
   mixture, ids = _trimming_mixture()
   short = {"inputs": 4, "targets": 2}  # shorter than the demo inputs: 3 tokens + EOS
   firsts = []
-  for kw in ({}, {"shard_index": 0, "num_shards": 2}, {"shard_index": 1, "num_shards": 2}):
+  for kw in ({}, {"shard_index": 0, "num_shards": 2}, {"shard_index": 1, "num_shards": 2},
+             {"split": "validation", "shuffle": False}):
     a = next(inputs.train_batches(mixture, short, 8, seed=3, task_ids=ids, **kw))
     b = next(inputs.train_batches(mixture, short, 8, seed=3, **kw))
     for k in inputs.MODEL_FEATURES:
@@ -242,6 +243,7 @@ def test_the_task_id_stream_truncates_and_shards_as_the_plain_stream(demo_mixtur
     assert (a["encoder_input_tokens"][:, -1] == 1).all()
     firsts.append(a["encoder_input_tokens"])
   assert not np.array_equal(firsts[1], firsts[2])  # each host its own shard
+  assert not np.array_equal(firsts[0], firsts[3])  # another split, in file order
 
 
 def test_use_cached_reaches_seqios_cache_with_and_without_task_ids(demo_mixture):
