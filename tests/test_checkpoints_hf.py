@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 
+import jax
 import numpy as np
 from references import randomize_hf_weights, reference_library
 import pytest
@@ -17,7 +18,7 @@ transformers = reference_library("transformers")
 
 from prompt_tuning import checkpoints, tree  # pylint: disable=wrong-import-position
 from prompt_tuning.checkpoints import hf  # pylint: disable=wrong-import-position
-from prompt_tuning.models import T5Config  # pylint: disable=wrong-import-position
+from prompt_tuning.models import T5Config, init_params  # pylint: disable=wrong-import-position
 
 import t5x_fixtures as fx  # pylint: disable=wrong-import-position
 
@@ -448,3 +449,36 @@ def test_a_state_dict_read_as_is_names_itself_and_may_hold_the_unused_cross_atte
   state.pop("shared.weight")
   with pytest.raises(ValueError, match=r"^state dict: Hugging Face T5 weights do not match"):
     hf.params_from_hf(config, state)
+
+
+def test_an_mt5_config_never_rescales_the_output_whatever_its_tie_flag_says():
+  # transformers 5's MT5Config writes tie_word_embeddings=true and no scale flag; mT5
+  # still has T5 1.1's untied, unscaled output layer.
+  for extra in ({}, {"tie_word_embeddings": True}):
+    config = hf.config_from_hf({"model_type": "mt5", **extra})
+    assert config.logits_via_embedding is False, extra
+    assert config.mlp_activations == ("gelu", "linear") and config.vocab_size == 250112
+  assert hf.config_from_hf({"model_type": "t5", "tie_word_embeddings": True}).logits_via_embedding
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_a_mismatched_state_dict_lists_every_missing_and_unexpected_name(arch):
+  config = _our_config(arch)
+  state = hf.params_to_hf(config, init_params(config, jax.random.PRNGKey(0)))
+  first, second = "encoder.block.0.layer.0.SelfAttention.q.weight", "lm_head.weight"
+  if arch == "t5_1_0":
+    second = "decoder.final_layer_norm.weight"
+  for name in (first, second):
+    state.pop(name)
+  state["encoder.extra.weight"] = np.zeros((3, 2), np.float32)
+  state["decoder.extra.bias"] = np.zeros((5,), np.float32)
+  gated = arch == "t5_1_1"
+  with pytest.raises(ValueError) as info:
+    hf.params_from_hf(config, state, path="a.safetensors")
+  lines = str(info.value).splitlines()
+  assert lines[0] == ("a.safetensors: Hugging Face T5 weights do not match the config "
+                      f"(num_layers=2, num_decoder_layers=3, feed_forward gated={gated}, "
+                      f"tie_word_embeddings={not gated}):")
+  missing = sorted([first, second], key=[n for _, n, _ in hf._name_table(config)].index)  # pylint: disable=protected-access
+  assert lines[1] == "  missing (2): " + ", ".join(missing)
+  assert lines[2] == "  unexpected (2): decoder.extra.bias (5,), encoder.extra.weight (3, 2)"
