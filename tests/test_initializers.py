@@ -224,6 +224,9 @@ def test_make_prompt_calls_the_init_with_the_key_and_names_the_prompt_in_errors(
   key = jax.random.PRNGKey(4)
   one = initializers.make_prompt(spec_lib.encoder_prompt(3, init=init), TABLE, key)
   np.testing.assert_array_equal(one, init(key, (3, 4), TABLE))  # this key, not a fold of it
+  wide = lambda rng, shape, table: np.ones(shape, np.float64)  # a user's init, float64
+  got = initializers.make_prompt(spec_lib.encoder_prompt(3, init=wide), TABLE, key)
+  assert got.dtype == np.float32 and got.shape == (3, 4)
   wrong = lambda rng, shape, table: np.zeros((shape[0] + 1, shape[1]), np.float32)
   with pytest.raises(ValueError, match=r"^PROMPT_INIT returned shape \(4, 4\) for encoder/"):
     initializers.make_prompt(spec_lib.encoder_prompt(3, init=wrong), TABLE, key)
