@@ -6,6 +6,7 @@ ours -> HF; logits must agree within 1e-4 on a padded batch (float32, CPU).
 """
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -482,3 +483,16 @@ def test_a_mismatched_state_dict_lists_every_missing_and_unexpected_name(arch):
   missing = sorted([first, second], key=[n for _, n, _ in hf._name_table(config)].index)  # pylint: disable=protected-access
   assert lines[1] == "  missing (2): " + ", ".join(missing)
   assert lines[2] == "  unexpected (2): decoder.extra.bias (5,), encoder.extra.weight (3, 2)"
+
+
+def test_load_hf_reads_float32_by_default_and_names_the_config_file_in_its_errors(
+    hf_checkpoint, tmp_path):
+  _, _, directory = hf_checkpoint
+  _, params = hf.load_hf(directory)
+  assert {np.asarray(x).dtype for x in tree.flatten(params).values()} == {np.dtype(np.float32)}
+  bad = tmp_path / "bert"
+  shutil.copytree(directory, bad)
+  config = json.loads((bad / "config.json").read_text())
+  (bad / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+  with pytest.raises(ValueError, match="^" + re.escape(f"{bad / 'config.json'}: model_type='bert'")):
+    hf.load_hf(str(bad))
