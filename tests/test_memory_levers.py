@@ -6,6 +6,7 @@ against the plain layer-by-layer, single-batch, float32 model.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from prompt_tuning import losses, paths, tree
@@ -394,3 +395,30 @@ def test_loss_and_grads_refuses_microbatches_that_do_not_divide_the_batch():
   with pytest.raises(ValueError, match=r"num_microbatches=3 does not divide the batch of 4"):
     step_lib.loss_and_grads(trainable, frozen, batch, None, model=_NoisyBigram(),
                             loss_cfg=losses.LossConfig(), num_microbatches=3)
+
+
+@pytest.mark.parametrize("micro", [None, 2])
+def test_a_train_step_hands_its_microbatch_count_and_step_key_to_the_gradient(micro):
+  trainable, frozen, batch = _toy()
+  state = TrainState.create(trainable, optax.sgd(1.0), jax.random.PRNGKey(5))
+  state = state.replace(step=3)
+  for step_fn in (lambda s: step_lib.train_step(s, frozen, batch, model=_NoisyBigram(),
+                                                tx=optax.sgd(1.0),
+                                                loss_cfg=losses.LossConfig(z_loss=0.0),
+                                                num_microbatches=micro),
+                  lambda s: step_lib.jit_train_step(_NoisyBigram(), optax.sgd(1.0),
+                                                    losses.LossConfig(z_loss=0.0),
+                                                    micro)(s, frozen, batch)):
+    new, metrics = step_fn(jax.tree.map(jnp.copy, state))
+    key = jax.random.fold_in(jax.random.PRNGKey(5), 3)  # the step's dropout key
+    rows = batch["decoder_loss_weights"].shape[0]
+    if micro is None:
+      noise = np.tile(np.asarray(jax.random.normal(key, (TOY_V,))), (rows, 1))
+    else:
+      noise = np.repeat([np.asarray(jax.random.normal(jax.random.fold_in(key, m), (TOY_V,)))
+                         for m in range(micro)], rows // micro, axis=0)
+    want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch, noise)
+    assert int(new.step) == 4
+    np.testing.assert_allclose(metrics["loss"], want_loss, rtol=1e-5)
+    np.testing.assert_allclose(new.trainable["w"], np.asarray(trainable["w"]) - want_grad,
+                               rtol=1e-4, atol=1e-5)
