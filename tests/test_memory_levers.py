@@ -422,3 +422,7 @@ def test_a_train_step_hands_its_microbatch_count_and_step_key_to_the_gradient(mi
     np.testing.assert_allclose(metrics["loss"], want_loss, rtol=1e-5)
     np.testing.assert_allclose(new.trainable["w"], np.asarray(trainable["w"]) - want_grad,
                                rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(metrics["grad_norm"], np.linalg.norm(want_grad), rtol=1e-4)
+    np.testing.assert_allclose(metrics["trainable_norm"], np.linalg.norm(new.trainable["w"]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(metrics["cross_entropy"], want_loss, rtol=1e-5)
