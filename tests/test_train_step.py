@@ -157,3 +157,12 @@ def test_best_prompt_swap_is_atomic_and_recovers(tmp_path):
   os.replace(tmp_path / "best", tmp_path / "best.old")
   assert json.loads((tmp_path / "best.old" / "best.json").read_text())["step"] == 20
   assert run_dir.Checkpointer(str(tmp_path)).load_best()["step"] == 20
+
+
+def test_paper_adafactor_keeps_the_whole_second_moment_of_a_large_prompt_by_default():
+  # 150 x 200: both dims >= 128, which optax's own default (factored=True) would factor.
+  params = {"encoder": {"prompt": {"prompt": jnp.ones((150, 200))}}}
+  shapes = {k: v.shape for k, v in run_dir.flatten_state(
+      optim.paper_adafactor().init(params)).items()}
+  assert shapes["0/v/encoder/prompt/prompt"] == (150, 200), shapes
+  assert shapes["0/v_row/encoder/prompt/prompt"] == (1,), shapes  # optax's placeholder
