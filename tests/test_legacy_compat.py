@@ -55,30 +55,26 @@ def legacy_logits(out_path: str) -> None:
   np.savez(out_path, **got)
 
 
-@pytest.fixture(scope="module")
-def logits_with_default_xla_flags(tmp_path_factory):
-  """legacy_logits, computed in a child process that runs XLA as users do.
+def test_single_prompt_logits_are_bit_identical_to_the_old_models(tmp_path):
+  """Every variant, computed in a child process that runs XLA as users do.
 
   The stored logits were made with XLA's default optimization level; the suite
   lowers it (tests/conftest.py), which moves float results by an ulp or so. The
-  child keeps every other flag and imports the same `prompt_tuning`.
+  child keeps every other flag and imports the same `prompt_tuning`. (One test
+  rather than a module fixture: a tool that orders tests by their run time, as
+  mutmut does, then sees what it costs.)
   """
-  out = str(tmp_path_factory.mktemp("legacy") / "logits.npz")
+  out = str(tmp_path / "logits.npz")
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
            if not f.startswith("--xla_backend_optimization_level")]
   env = {**os.environ, "XLA_FLAGS": " ".join(flags),
          "PYTHONPATH": os.pathsep.join([os.getcwd(), ROOT, os.path.dirname(__file__)])}
   code = f"import test_legacy_compat as t; t.legacy_logits({out!r})"
   subprocess.run([sys.executable, "-c", code], env=env, check=True)
-  return dict(np.load(out))
-
-
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_single_prompt_logits_are_bit_identical_to_the_old_model(
-    variant, logits_with_default_xla_flags):
+  got = np.load(out)
   data = np.load(os.path.join(FIXTURES, "legacy_logits.npz"))
-  np.testing.assert_array_equal(logits_with_default_xla_flags[variant],
-                                data[f"logits:{variant}"])
+  for variant in sorted(VARIANTS):
+    np.testing.assert_array_equal(got[variant], data[f"logits:{variant}"], err_msg=variant)
 
 
 def _register():
