@@ -6,7 +6,9 @@
 A survivor is either killed by a test or listed in equivalent.txt beside this
 file, one per line: `<mutant name>  # why no test can tell it from the original`.
 The score of a module is killed / (mutants - equivalent), timeouts counting as
-killed. A mutant of a function no selected test calls ("no tests") counts
+killed; a listed equivalent counts as equivalent whether or not a run reached it (it
+survives by definition, so a run may skip it), and one a test kills is reported as
+wrongly listed. A mutant of a function no selected test calls ("no tests") counts
 against it: nothing would catch it. Mutants a stopped run never reached ("not
 checked") are left out of the score and counted in their own column; a complete
 run has none. Prints a Markdown table and, with --survivors, every survivor (and
@@ -60,16 +62,18 @@ def main(argv=None) -> int:
   results, equivalent = _results(), _equivalents()
   stale = sorted(set(equivalent) - set(results))
   counts = collections.defaultdict(collections.Counter)
-  unexplained = []
+  unexplained, wrongly_equivalent = [], []
   for name, status in sorted(results.items()):
     row = counts[_module(name)]
     row["mutants"] += 1
     if status in KILLED:
       row["killed"] += 1
+      if name in equivalent:  # a test tells it apart: the listed reason is wrong
+        wrongly_equivalent.append(name)
+    elif name in equivalent:  # need not run: it survives by definition
+      row["equivalent"] += 1
     elif status == "not checked":
       row["not checked"] += 1
-    elif name in equivalent:
-      row["equivalent"] += 1
     else:
       row["survived"] += 1  # survived, no tests, suspicious, segfault, ...
       unexplained.append((name, status))
@@ -86,6 +90,9 @@ def main(argv=None) -> int:
   if stale:
     print(f"\nequivalent.txt names {len(stale)} mutants mutmut does not have (code changed?): "
           f"{stale[:5]}")
+  if wrongly_equivalent:
+    print(f"\nequivalent.txt lists {len(wrongly_equivalent)} mutants a test kills (drop them): "
+          f"{wrongly_equivalent[:5]}")
   if args.survivors:
     print()
     for name, status in unexplained:
