@@ -7,8 +7,6 @@ evaluate and resume unchanged.
 """
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -56,21 +54,10 @@ def legacy_logits(out_path: str) -> None:
 
 
 def test_single_prompt_logits_are_bit_identical_to_the_old_models(tmp_path):
-  """Every variant, computed in a child process that runs XLA as users do.
-
-  The stored logits were made with XLA's default optimization level; the suite
-  lowers it (tests/conftest.py), which moves float results by an ulp or so. The
-  child keeps every other flag and imports the same `prompt_tuning`. (One test
-  rather than a module fixture: a tool that orders tests by their run time, as
-  mutmut does, then sees what it costs.)
-  """
+  # One test over every variant rather than a module fixture: a tool that orders tests
+  # by their run time (mutmut) then sees what it costs.
   out = str(tmp_path / "logits.npz")
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_backend_optimization_level")]
-  env = {**os.environ, "XLA_FLAGS": " ".join(flags),
-         "PYTHONPATH": os.pathsep.join([os.getcwd(), ROOT, os.path.dirname(__file__)])}
-  code = f"import test_legacy_compat as t; t.legacy_logits({out!r})"
-  subprocess.run([sys.executable, "-c", code], env=env, check=True)
+  legacy_logits(out)
   got = np.load(out)
   data = np.load(os.path.join(FIXTURES, "legacy_logits.npz"))
   for variant in sorted(VARIANTS):
