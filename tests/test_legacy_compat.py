@@ -35,33 +35,20 @@ VARIANTS = {
 }
 
 
-def legacy_logits(out_path: str) -> None:
-  """Writes each variant's logits on the stored inputs and params to `out_path` (npz)."""
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_single_prompt_logits_are_bit_identical_to_the_old_model(variant):
   data = np.load(os.path.join(FIXTURES, "legacy_logits.npz"))
-  got = {}
-  for variant, (encoder, decoder) in VARIANTS.items():
-    flat = {k[len("param:"):]: data[k] for k in data.files if k.startswith("param:")}
-    if encoder is None:
-      del flat[PROMPT_PATH]
-    if decoder is None:
-      del flat[DECODER_PROMPT_PATH]
-    model = Transformer(get_config("tiny", dropout_rate=0.0), encoder_prompt=encoder,
-                        decoder_prompt=decoder)
-    got[variant] = np.asarray(jax.jit(model.apply)(
-        {"params": tree.unflatten(flat)}, data["encoder_input_tokens"],
-        data["decoder_input_tokens"], data["decoder_target_tokens"]))
-  np.savez(out_path, **got)
-
-
-def test_single_prompt_logits_are_bit_identical_to_the_old_models(tmp_path):
-  # One test over every variant rather than a module fixture: a tool that orders tests
-  # by their run time (mutmut) then sees what it costs.
-  out = str(tmp_path / "logits.npz")
-  legacy_logits(out)
-  got = np.load(out)
-  data = np.load(os.path.join(FIXTURES, "legacy_logits.npz"))
-  for variant in sorted(VARIANTS):
-    np.testing.assert_array_equal(got[variant], data[f"logits:{variant}"], err_msg=variant)
+  encoder, decoder = VARIANTS[variant]
+  flat = {k[len("param:"):]: data[k] for k in data.files if k.startswith("param:")}
+  if encoder is None:
+    del flat[PROMPT_PATH]
+  if decoder is None:
+    del flat[DECODER_PROMPT_PATH]
+  model = Transformer(get_config("tiny", dropout_rate=0.0), encoder_prompt=encoder,
+                      decoder_prompt=decoder)
+  logits = jax.jit(model.apply)({"params": tree.unflatten(flat)}, data["encoder_input_tokens"],
+                                data["decoder_input_tokens"], data["decoder_target_tokens"])
+  np.testing.assert_array_equal(np.asarray(logits), data[f"logits:{variant}"])
 
 
 def _register():

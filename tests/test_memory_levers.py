@@ -355,6 +355,14 @@ def _numpy_loss_and_grad(trainable, frozen, batch, noise_per_row):
   return loss, grad
 
 
+def _dropout_noise(key, micro, rows):
+  """[rows, V] noise _NoisyBigram adds: key's unsplit, fold_in(key, m) on slice m of M."""
+  if micro is None:
+    return np.tile(np.asarray(jax.random.normal(key, (TOY_V,))), (rows, 1))
+  return np.repeat([np.asarray(jax.random.normal(jax.random.fold_in(key, m), (TOY_V,)))
+                    for m in range(micro)], rows // micro, axis=0)
+
+
 @pytest.mark.parametrize("micro", [None, 2, 4])
 def test_each_microbatch_folds_its_index_into_the_dropout_key(micro):
   """Unsplit, the model gets the step's key; slice m of M gets fold_in(key, m)."""
@@ -364,13 +372,8 @@ def test_each_microbatch_folds_its_index_into_the_dropout_key(micro):
   (loss, metrics), grads = jax.jit(lambda t, f, b, k: step_lib.loss_and_grads(
       t, f, b, k, model=_NoisyBigram(), loss_cfg=cfg, num_microbatches=micro))(
           trainable, frozen, batch, key)
-  rows = batch["decoder_loss_weights"].shape[0]
-  if micro is None:
-    noise = np.tile(np.asarray(jax.random.normal(key, (TOY_V,))), (rows, 1))
-  else:
-    noise = np.repeat([np.asarray(jax.random.normal(jax.random.fold_in(key, m), (TOY_V,)))
-                       for m in range(micro)], rows // micro, axis=0)
-  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch, noise)
+  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch,
+                                               _dropout_noise(key, micro, len(batch["decoder_loss_weights"])))
   np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics["cross_entropy"], want_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics["num_tokens"], 9.0)
@@ -402,6 +405,9 @@ def test_a_train_step_hands_its_microbatch_count_and_step_key_to_the_gradient(mi
   trainable, frozen, batch = _toy()
   state = TrainState.create(trainable, optax.sgd(1.0), jax.random.PRNGKey(5))
   state = state.replace(step=3)
+  key = jax.random.fold_in(jax.random.PRNGKey(5), 3)  # the step's dropout key
+  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch,
+                                               _dropout_noise(key, micro, len(batch["decoder_loss_weights"])))
   for step_fn in (lambda s: step_lib.train_step(s, frozen, batch, model=_NoisyBigram(),
                                                 tx=optax.sgd(1.0),
                                                 loss_cfg=losses.LossConfig(z_loss=0.0),
@@ -410,14 +416,6 @@ def test_a_train_step_hands_its_microbatch_count_and_step_key_to_the_gradient(mi
                                                     losses.LossConfig(z_loss=0.0),
                                                     micro)(s, frozen, batch)):
     new, metrics = step_fn(jax.tree.map(jnp.copy, state))
-    key = jax.random.fold_in(jax.random.PRNGKey(5), 3)  # the step's dropout key
-    rows = batch["decoder_loss_weights"].shape[0]
-    if micro is None:
-      noise = np.tile(np.asarray(jax.random.normal(key, (TOY_V,))), (rows, 1))
-    else:
-      noise = np.repeat([np.asarray(jax.random.normal(jax.random.fold_in(key, m), (TOY_V,)))
-                         for m in range(micro)], rows // micro, axis=0)
-    want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch, noise)
     assert int(new.step) == 4
     np.testing.assert_allclose(metrics["loss"], want_loss, rtol=1e-5)
     np.testing.assert_allclose(new.trainable["w"], np.asarray(trainable["w"]) - want_grad,

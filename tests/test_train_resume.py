@@ -214,17 +214,20 @@ def test_a_task_id_mixture_keeps_the_name_rates_and_sample_function(demo_mixture
   np.testing.assert_array_equal(batch["prompt_ids"], np.zeros(8, np.int32))
 
 
+def _demo_task_with(demo_name: str, name: str, preprocessors: list) -> str:
+  """(Re-)registers `name`: the demo task's source and features, other preprocessors."""
+  demo = seqio.TaskRegistry.get(demo_name)
+  seqio.TaskRegistry.remove(name)
+  seqio.TaskRegistry.add(name, source=demo.source, output_features=demo.output_features,
+                         preprocessors=preprocessors)
+  return name
+
+
 def _trimming_mixture() -> tuple:
   """The demo mixture's tasks, with T5's append_eos_after_trim (it reads the lengths)."""
-  names = []
-  for name in MIXED:
-    demo = seqio.TaskRegistry.get(name)
-    seqio.TaskRegistry.remove(f"test_trim_{name}")
-    seqio.TaskRegistry.add(f"test_trim_{name}", source=demo.source,
-                           output_features=demo.output_features,
-                           preprocessors=[seqio.preprocessors.tokenize,
-                                          seqio.preprocessors.append_eos_after_trim])
-    names.append(f"test_trim_{name}")
+  names = [_demo_task_with(name, f"test_trim_{name}", [
+      seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim])
+           for name in MIXED]
   seqio.MixtureRegistry.remove("test_trim_mixture")
   seqio.MixtureRegistry.add("test_trim_mixture", names, default_rate=1.0)
   return "test_trim_mixture", {names[0]: 1, names[1]: 0}
@@ -249,13 +252,9 @@ def test_the_task_id_stream_truncates_and_shards_as_the_plain_stream(demo_mixtur
 def test_use_cached_reaches_seqios_cache_with_and_without_task_ids(demo_mixture):
   # A task that must be read from seqio's offline cache, which nobody built here: asked
   # for the cache, seqio looks for it (and does not find it) in both streams.
-  demo = seqio.TaskRegistry.get(MIXED[0])
-  seqio.TaskRegistry.remove("test_cache_only")
-  seqio.TaskRegistry.add("test_cache_only", source=demo.source,
-                         output_features=demo.output_features,
-                         preprocessors=[seqio.preprocessors.tokenize,
-                                        seqio.CacheDatasetPlaceholder(required=True),
-                                        seqio.preprocessors.append_eos])
+  _demo_task_with(MIXED[0], "test_cache_only", [
+      seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(required=True),
+      seqio.preprocessors.append_eos])
   for kw in ({}, {"task_ids": {"test_cache_only": 0}}):
     with pytest.raises(AssertionError, match="'test_cache_only' does not exist in any of the "
                                              "task cache directories"):
