@@ -372,8 +372,8 @@ def test_each_microbatch_folds_its_index_into_the_dropout_key(micro):
   (loss, metrics), grads = jax.jit(lambda t, f, b, k: step_lib.loss_and_grads(
       t, f, b, k, model=_NoisyBigram(), loss_cfg=cfg, num_microbatches=micro))(
           trainable, frozen, batch, key)
-  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch,
-                                               _dropout_noise(key, micro, len(batch["decoder_loss_weights"])))
+  noise = _dropout_noise(key, micro, rows=len(batch["decoder_loss_weights"]))
+  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch, noise)
   np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics["cross_entropy"], want_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics["num_tokens"], 9.0)
@@ -406,8 +406,8 @@ def test_a_train_step_hands_its_microbatch_count_and_step_key_to_the_gradient(mi
   state = TrainState.create(trainable, optax.sgd(1.0), jax.random.PRNGKey(5))
   state = state.replace(step=3)
   key = jax.random.fold_in(jax.random.PRNGKey(5), 3)  # the step's dropout key
-  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch,
-                                               _dropout_noise(key, micro, len(batch["decoder_loss_weights"])))
+  noise = _dropout_noise(key, micro, rows=len(batch["decoder_loss_weights"]))
+  want_loss, want_grad = _numpy_loss_and_grad(trainable, frozen, batch, noise)
   for step_fn in (lambda s: step_lib.train_step(s, frozen, batch, model=_NoisyBigram(),
                                                 tx=optax.sgd(1.0),
                                                 loss_cfg=losses.LossConfig(z_loss=0.0),
