@@ -77,11 +77,20 @@ def test_the_table_formats_what_the_rows_hold():
 @pytest.mark.slow
 def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_path):
   out = tmp_path / "cmp"
-  argv = ["--gin_file=runs/demo.gin",
-          "--methods=prompt_design,prompt_tuning,lora",
-          f"--output_dir={out}", "--gin.TRAIN_STEPS=10", "--gin.EVAL_PERIOD=5",
-          "--gin.EVAL_NUM_EXAMPLES=32"]
-  assert compare_cli.main(argv) == 0
+  argv = ["--gin_file=runs/demo.gin", f"--output_dir={out}", "--gin.TRAIN_STEPS=10",
+          "--gin.EVAL_PERIOD=5", "--gin.EVAL_NUM_EXAMPLES=32"]
+  methods_flag = "--methods=prompt_design,prompt_tuning,lora"
+  # A failing method is named, and the others still run.
+  with pytest.raises(RuntimeError, match=r"methods \['bad'\] failed"):
+    compare_cli.main([*argv, f"{methods_flag},bad=prompt_design",
+                      "--method_gin=bad:DESIGN_TEMPLATE=''"])
+  rows = {r["label"]: r for r in json.loads((out / "compare.json").read_text())["rows"]}
+  assert "template='' is empty" in rows["bad"]["error"]
+  assert not any(rows[m].get("error") for m in ("prompt_design", "prompt_tuning", "lora"))
+  # A second command reuses the finished rows; nothing runs again.
+  before = os.path.getmtime(out / "prompt_tuning" / "metrics.jsonl")
+  assert compare_cli.main([*argv, methods_flag]) == 0
+  assert os.path.getmtime(out / "prompt_tuning" / "metrics.jsonl") == before
   table = (out / "compare.md").read_text().splitlines()
   result = json.loads((out / "compare.json").read_text())
   assert (out / "compare.png").stat().st_size > 1000
@@ -112,18 +121,3 @@ def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_p
   assert rows["lora"]["trainable_params"] == (2 * 2 + 2 * 4) * 8 * (64 + 4 * 16)
   assert rows["lora"]["inference_params"] == rows["lora"]["trainable_params"]
   assert rows["lora"]["score"] == run_dir.load_best(str(out / "lora"))["value"]
-  # A second command reuses finished rows; nothing runs again.
-  before = os.path.getmtime(out / "prompt_tuning" / "metrics.jsonl")
-  assert compare_cli.main(argv) == 0
-  assert os.path.getmtime(out / "prompt_tuning" / "metrics.jsonl") == before
-
-
-def test_a_failing_method_is_named_and_the_others_still_run(tmp_path):
-  out = tmp_path / "cmp"
-  argv = ["--gin_file=runs/demo.gin", "--methods=bad=prompt_design,prompt_design",
-          "--method_gin=bad:DESIGN_TEMPLATE=''", f"--output_dir={out}",
-          "--gin.EVAL_NUM_EXAMPLES=16"]
-  with pytest.raises(RuntimeError, match=r"methods \['bad'\] failed"):
-    compare_cli.main(argv)
-  rows = json.loads((out / "compare.json").read_text())["rows"]
-  assert "template='' is empty" in rows[0]["error"] and rows[1]["score"] >= 0
