@@ -229,19 +229,19 @@ def test_bfloat16_frozen_weights_and_remat_stay_near_float32(plain):
   model, params = plain
   batch = _batch(batch=8, seed=7)
   loss, _, grads = _prompt_grads(model, params, batch)
-  for scan_layers in (False, True):
-    config = CFG.replace(dtype="bfloat16", remat_policy="full", scan_layers=scan_layers)
-    lever = _model(config, bank=2)
-    lever_params = scan.to_layout(params, config)
-    trainable, frozen = tree.split(lever_params, "(en|de)coder/prompt/prompt")
-    frozen = frozen_lib.cast_frozen(frozen, "bfloat16")
-    assert {x.dtype for x in jax.tree.leaves(frozen)} == {jnp.dtype(jnp.bfloat16)}
-    (b_loss, _), b_grads = step_lib.loss_and_grads(
-        trainable, frozen, batch, None, model=lever, loss_cfg=losses.LossConfig())
-    np.testing.assert_allclose(b_loss, loss, rtol=2e-2)
-    g, b = grads["encoder"]["prompt"]["prompt"], b_grads["encoder"]["prompt"]["prompt"]
-    cosine = np.sum(g * b) / np.linalg.norm(g) / np.linalg.norm(b)
-    assert cosine > 0.99, cosine
+  # Scanned, the layout with the most to get wrong (unscanned bfloat16: test_models_t5.py).
+  config = CFG.replace(dtype="bfloat16", remat_policy="full", scan_layers=True)
+  lever = _model(config, bank=2)
+  lever_params = scan.to_layout(params, config)
+  trainable, frozen = tree.split(lever_params, "(en|de)coder/prompt/prompt")
+  frozen = frozen_lib.cast_frozen(frozen, "bfloat16")
+  assert {x.dtype for x in jax.tree.leaves(frozen)} == {jnp.dtype(jnp.bfloat16)}
+  (b_loss, _), b_grads = step_lib.loss_and_grads(
+      trainable, frozen, batch, None, model=lever, loss_cfg=losses.LossConfig())
+  np.testing.assert_allclose(b_loss, loss, rtol=2e-2)
+  g, b = grads["encoder"]["prompt"]["prompt"], b_grads["encoder"]["prompt"]["prompt"]
+  cosine = np.sum(g * b) / np.linalg.norm(g) / np.linalg.norm(b)
+  assert cosine > 0.99, cosine
 
 
 def test_load_frozen_gives_the_layout_the_config_runs_with(tmp_path):
