@@ -17,9 +17,13 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # it, so the demo model's train and eval steps compile once, not once per process. A
 # fresh directory per session (set by the first process, inherited by the others);
 # executables are keyed by their HLO and jax version, so a hit is the same program.
+# The process that made it removes it at exit (the workers exit before it does).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import atexit
+  import shutil
   import tempfile
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="prompt_tuning_xla_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 

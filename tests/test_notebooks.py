@@ -47,14 +47,17 @@ def test_quickstart_runs(tmp_path):
 @pytest.mark.slow
 def test_superglue_reproduction_runs_in_smoke_mode(tmp_path):
   out = tmp_path / "run"
-  nb = _run("superglue_reproduction.ipynb", {"SMOKE": True, "TRAIN_STEPS": 2, "EVAL_PERIOD": 2,
+  # Two of the three tasks: CB's score averages two metrics, RTE's has a published row.
+  nb = _run("superglue_reproduction.ipynb", {"SMOKE": True, "TASKS": ["cb", "rte"],
+                                              "TRAIN_STEPS": 2, "EVAL_PERIOD": 2,
                                               "BATCH_SIZE": 4, "PROMPT_LENGTH": 4,
                                               "OUTPUT_DIR": str(out)}, tmp_path)
   outputs = [o for c in nb.cells for o in c.get("outputs", [])]
   text = "\n".join(o.get("text", "") for o in outputs)
   tables = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
   assert "prompt-tuning train --gin_file=models/t5_1_1_tiny_prompt.gin" in text
-  for task in ("boolq", "cb", "rte"):
+  assert "| boolq |" not in tables
+  for task in ("cb", "rte"):
     assert f"| {task} | tiny (smoke) |" in tables
     assert os.path.isfile(out / task / "best" / "encoder.prompt.prompt.npy")
     assert os.path.isfile(out / task / "eval" / "eval_validation_best.json")
