@@ -3,9 +3,9 @@
 The paper tunes a prompt on SQuAD and reads its F1 on MRQA's out-of-domain
 sets (Table 1), beside model tuning's. `evaluate_domains(...)` evaluates one
 saved prompt (a run's MODEL_DIR, its best prompt by default) on each domain's
-task with `prompt_eval.evaluate_prompt`, on the domain's own split (in domain:
-validation; out of domain: MRQA's dev sets, TFDS's "test"), and writes the
-table, one row per domain:
+task (`prompt_eval.load_prompt_model` once, then `evaluate_loaded` per domain), on
+the domain's own split (in domain: validation; out of domain: MRQA's dev sets,
+TFDS's "test"), and writes the table, one row per domain:
 
   <output_dir>/domain_shift.md    Markdown: domain, task, split, examples, EM, F1
   <output_dir>/domain_shift.json  {"source", "checkpoint", "rows": [row, ...]}
@@ -62,7 +62,7 @@ def evaluate_domains(*, task_feature_lengths: Mapping[str, int], initial_checkpo
 
   Raises:
     ValueError: an unknown domain (with the closest names), a domain asked
-      for twice, or no prompt to evaluate (from `evaluate_prompt`).
+      for twice, or no prompt to evaluate (from `prompt_eval.load_prompt_model`).
   """
   chosen = mrqa.get_domains(domains)
   if not chosen:
@@ -78,15 +78,18 @@ def evaluate_domains(*, task_feature_lengths: Mapping[str, int], initial_checkpo
                        "a run's MODEL_DIR or a prompt file to evaluate.")
   if register_tasks is not None:
     register_tasks()
+  # The prompt and the frozen model are read once, then evaluated on every domain.
+  loaded = prompt_eval.load_prompt_model(
+      initial_checkpoint_path=initial_checkpoint_path, model_dir=model_dir,
+      checkpoint=checkpoint, prompt_file=prompt_file, model_config=model_config,
+      prompt_combine=prompt_combine, frozen_params_dtype=frozen_params_dtype)
   rows = []
   for domain in chosen:
     where = os.path.join(output_dir, domain.config)
-    results = prompt_eval.evaluate_prompt(
-        mixture_or_task_name=domain.task, task_feature_lengths=task_feature_lengths,
-        initial_checkpoint_path=initial_checkpoint_path, model_dir=model_dir,
-        checkpoint=checkpoint, prompt_file=prompt_file, model_config=model_config,
-        prompt_combine=prompt_combine, batch_size=batch_size, split=domain.split,
-        num_examples=num_examples, frozen_params_dtype=frozen_params_dtype, output_dir=where)
+    results = prompt_eval.evaluate_loaded(
+        loaded, mixture_or_task_name=domain.task, task_feature_lengths=task_feature_lengths,
+        batch_size=batch_size, split=domain.split, num_examples=num_examples,
+        output_dir=where)
     (predictions,) = [n for n in os.listdir(where) if n.endswith("_predictions.jsonl")]
     rows.append({"domain": domain.title, "config": domain.config, "task": domain.task,
                  "split": domain.split, "in_domain": domain.in_domain,

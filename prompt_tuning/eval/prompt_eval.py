@@ -14,6 +14,7 @@ batched pass through a bank, each member's metrics reported with their mean,
 standard deviation and the ensemble's (majority vote / mean log-likelihood).
 Per-example predictions go to `<name>_predictions.jsonl` beside the metrics.
 """
+import dataclasses
 import json
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -125,6 +126,49 @@ def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[
                               batch_size, split, num_examples, frozen_params_dtype,
                               output_dir or (os.path.join(model_dir, run_dir.EVAL_DIR)
                                              if model_dir else "."))
+  loaded = load_prompt_model(initial_checkpoint_path=initial_checkpoint_path,
+                             model_dir=model_dir, checkpoint=checkpoint, prompt_file=prompt_file,
+                             prompt_index=prompt_index, model_config=model_config,
+                             prompt_combine=prompt_combine,
+                             frozen_params_dtype=frozen_params_dtype)
+  return evaluate_loaded(loaded, mixture_or_task_name=mixture_or_task_name,
+                         task_feature_lengths=task_feature_lengths, batch_size=batch_size,
+                         split=split, num_examples=num_examples, output_dir=output_dir)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedPrompt:
+  """A saved prompt (or method) on its frozen model, ready to evaluate on any task.
+
+  Attributes:
+    model: the `Transformer` the saved arrays fit (prompt lengths read off them).
+    trainable: the saved params (float32), as a tree.
+    frozen: the pretrained params the saved ones do not replace, in the eval dtype.
+    prompt_index: the bank member to evaluate (None for a single prompt).
+    source: where the arrays were read (a run's checkpoint or the prompt file).
+    name: the output files' stem: eval_<split>_<this>.
+    default_output_dir: MODEL_DIR/eval, or the prompt file's directory.
+  """
+  model: Transformer
+  trainable: Any
+  frozen: Any
+  prompt_index: Optional[int]
+  source: str
+  name: str
+  default_output_dir: str
+
+
+def load_prompt_model(*, initial_checkpoint_path: str, model_dir: Optional[str] = None,
+                      checkpoint: Union[str, int] = "best", prompt_file: Optional[str] = None,
+                      prompt_index: Optional[int] = None, model_config=None,
+                      prompt_combine: str = "prefix",
+                      frozen_params_dtype: str = "float32") -> LoadedPrompt:
+  """Reads a saved prompt and its frozen model once (arguments as for `evaluate_prompt`).
+
+  Raises:
+    ValueError: nothing to evaluate, params the model does not have, a prompt
+      of the wrong width, or a bank without a valid `prompt_index`.
+  """
   flat, source = read_prompts(model_dir, checkpoint, prompt_file)
   specs = export.prompt_specs(flat, prompt_combine, where=source)
   adapters = run_adapters(prompt_file or model_dir)
@@ -156,21 +200,31 @@ def evaluate_prompt(*, mixture_or_task_name: str, task_feature_lengths: Mapping[
   trainable = tree.unflatten({k: jnp.asarray(v, jnp.float32) for k, v in flat.items()})
   frozen = frozen_lib.cast_frozen(tree.unflatten(frozen_flat), frozen_params_dtype)
   what = os.path.basename(os.path.normpath(str(prompt_file))) if prompt_file else checkpoint
-  name = f"eval_{split}_{what}" + (f"_prompt{prompt_index}" if prompt_index is not None else "")
-  output_dir = output_dir or (os.path.join(model_dir, run_dir.EVAL_DIR)
-                              if model_dir and not prompt_file
-                              else os.path.dirname(os.path.abspath(prompt_file)))
+  where = (os.path.join(model_dir, run_dir.EVAL_DIR) if model_dir and not prompt_file
+           else os.path.dirname(os.path.abspath(prompt_file)))
+  return LoadedPrompt(model, trainable, frozen, prompt_index, source, what, where)
+
+
+def evaluate_loaded(loaded: LoadedPrompt, *, mixture_or_task_name: str,
+                    task_feature_lengths: Mapping[str, int], batch_size: int = 32,
+                    split: str = "validation", num_examples: Optional[int] = None,
+                    output_dir: Optional[str] = None) -> dict:
+  """Evaluates a `load_prompt_model` result on one task's split; writes the metrics as
+  JSON and the per-example predictions beside them (see `evaluate_prompt`)."""
+  index = loaded.prompt_index
+  name = f"eval_{split}_{loaded.name}" + (f"_prompt{index}" if index is not None else "")
+  output_dir = output_dir or loaded.default_output_dir
   os.makedirs(output_dir, exist_ok=True)
-  evaluator = Evaluator(model, mixture_or_task_name, task_feature_lengths, batch_size,
+  evaluator = Evaluator(loaded.model, mixture_or_task_name, task_feature_lengths, batch_size,
                         split=split, num_examples=num_examples,
                         log_dir=os.path.join(output_dir, name))
   if not evaluator.has_tasks:
     raise ValueError(f"{mixture_or_task_name} has no {split!r} split with metric functions.")
-  results = evaluator.evaluate(trainable, frozen, step=0, prompt_id=prompt_index)
+  results = evaluator.evaluate(loaded.trainable, loaded.frozen, step=0, prompt_id=index)
   write_json(os.path.join(output_dir, f"{name}.json"),
-             {"source": source, "split": split, "metrics": results})
+             {"source": loaded.source, "split": split, "metrics": results})
   write_jsonl(os.path.join(output_dir, f"{name}_predictions.jsonl"),
-              evaluator.prediction_rows(trainable, frozen, prompt_index))
+              evaluator.prediction_rows(loaded.trainable, loaded.frozen, index))
   return results
 
 
