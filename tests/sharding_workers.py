@@ -16,8 +16,6 @@ import optax
 
 from prompt_tuning import paths, sharding, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
-from prompt_tuning.cli import train
-from prompt_tuning.data import inputs
 from prompt_tuning.demo import tasks as demo_tasks
 from prompt_tuning.models import Transformer
 from prompt_tuning.prompts import initializers, spec as spec_lib
@@ -167,14 +165,9 @@ def case_checkpoints(out: str, root: str) -> dict:
   return report
 
 
-def case_cli(out: str, *argv: str) -> dict:
-  """`prompt-tuning train ARGV` in this process (for the multi-process reference)."""
-  return {"exit": train.main(list(argv))}
-
-
-def case_cli_two_shards(out: str, *argv: str) -> dict:
-  """One process reading what two hosts read: shard 0's rows, then shard 1's, per batch."""
-  real = inputs.train_batches
+def reading_both_shards(real):
+  """`inputs.train_batches` for one process reading what two hosts read: shard 0's rows,
+  then shard 1's, per batch (`real`: the function it wraps)."""
 
   def two_shards(name, lengths, batch_size, seed, start_batch=0, shard_index=0,
                  num_shards=1, **kwargs):
@@ -183,8 +176,7 @@ def case_cli_two_shards(out: str, *argv: str) -> dict:
                    shard_index=i, num_shards=2, **kwargs) for i in range(2)]
     for first, second in zip(*halves):
       yield {k: np.concatenate([first[k], second[k]]) for k in first}
-  inputs.train_batches = two_shards
-  return case_cli(out, *argv)
+  return two_shards
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from jax.sharding import AbstractMesh, AxisType, PartitionSpec as P
 
 from prompt_tuning import paths, sharding, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
-from prompt_tuning.cli import configurables, flags
+from prompt_tuning.cli import configurables, flags, train as train_cli
 from prompt_tuning.data import inputs
 from prompt_tuning.models import Transformer, scan
 from prompt_tuning.prompts import export, spec as spec_lib
@@ -395,7 +395,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_one_process_reading_both_shards(tmp_path):
+def test_two_processes_train_like_one_process_reading_both_shards(tmp_path, monkeypatch):
   common = ["--gin.TRAIN_STEPS=6", "--gin.EVAL_PERIOD=3", "--gin.BATCH_SIZE=8",
             "--gin.loop.train.eval_num_examples=16", "--gin.loop.train.checkpoint_period=3",
             "--gin.loop.train.log_period=1", "--gin.MESH_SHAPE=(2, 2)"]
@@ -410,17 +410,25 @@ def test_two_processes_train_like_one_process_reading_both_shards(tmp_path):
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-4000:]
   assert f"done: 6 steps in {two}" in outs[0][0] and "done:" not in outs[1][0]  # process 0
-  # The reference: one process, 4 devices, reading shard 0's then shard 1's rows.
-  _worker(tmp_path, "cli_two_shards", "--gin_file=runs/demo.gin", f"--gin.MODEL_DIR='{one}'",
-          *common, devices=4)
+  # The reference: this process, on its one device, reading shard 0's then shard 1's rows
+  # (equal up to the float rounding a 2 x 2 mesh changes, as in the 8-device runs).
+  monkeypatch.setattr(inputs, "train_batches",
+                      sharding_workers.reading_both_shards(inputs.train_batches))
+  assert train_cli.main(["--gin_file=runs/demo.gin", f"--gin.MODEL_DIR='{one}'",
+                         *[f for f in common if not f.startswith("--gin.MESH_SHAPE")]]) == 0
   runs = {name: run_dir.read_metrics(str(d)) for name, d in (("two", two), ("one", one))}
   loss = {k: [r["loss"] for r in v if r["kind"] == "train"] for k, v in runs.items()}
   assert len(loss["two"]) == 6
-  np.testing.assert_allclose(loss["two"], loss["one"], rtol=1e-5)
+  # The first step sees the same rows: its loss agrees to float precision. After it, the
+  # float rounding a 2 x 2 mesh changes is carried along by Adafactor's normalised,
+  # lr-sized steps (each moves a prompt entry by ~0.3): 7e-5 of the loss and 5e-4 of a
+  # prompt entry by step 6, far below what other rows would change (the loss moves 10-50%).
+  np.testing.assert_allclose(loss["two"][0], loss["one"][0], rtol=1e-6)
+  np.testing.assert_allclose(loss["two"], loss["one"], rtol=2e-4)
   for step in (3, 6):
     a = np.load(two / "numpy_checkpoints" / f"checkpoint_{step}" / NAME)
     b = np.load(one / "numpy_checkpoints" / f"checkpoint_{step}" / NAME)
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-3)
   evals = {k: [r for r in v if r["kind"] == "eval"] for k, v in runs.items()}
   assert [r["step"] for r in evals["two"]] == [0, 3, 6]
   metric = f"{sharding_workers.TASK}/accuracy"
