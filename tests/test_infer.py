@@ -7,6 +7,7 @@ prompts answer differently.
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -81,12 +82,12 @@ def _upto_eos(row):
 def test_greedy_and_scores_equal_the_library_calls(tmp_path, sources):
   got = _run(tmp_path, sources["four"], [{"inputs": t, "targets": "x"} for t in TEXTS])
   model, params, tokens, vocab = _library(sources["four"])
-  ids = np.asarray(decoding.greedy_decode(model, params, tokens, 8))
+  ids = np.asarray(jax.jit(decoding.greedy_decode, static_argnums=(0, 3))(model, params, tokens, 8))
   targets = np.zeros((len(TEXTS), 8), np.int32)
   for i, row in enumerate(ids):
     kept = _upto_eos(row)
     targets[i, :len(kept)] = kept
-  scores = np.asarray(scoring.score(model, params, {
+  scores = np.asarray(jax.jit(scoring.score, static_argnums=0)(model, params, {
       "encoder_input_tokens": tokens, "decoder_target_tokens": targets,
       "decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0)))}))
   assert [g["input"] for g in got] == TEXTS and all(g["target"] == "x" for g in got)

@@ -56,10 +56,25 @@ def _batch(batch=4, length=6, targets=5, seed=1):
 
 def _prompt_grads(model, params, batch, cfg=losses.LossConfig(), micro=None):
   trainable, frozen = tree.split(params, "(en|de)coder/prompt/prompt")
-  (loss, metrics), grads = step_lib.loss_and_grads(trainable, frozen, batch, None,
-                                                   model=model, loss_cfg=cfg,
-                                                   num_microbatches=micro)
+  (loss, metrics), grads = _jit_loss_and_grads(model, cfg, micro)(trainable, frozen, batch)
   return loss, metrics, grads
+
+
+def _jit_loss_and_grads(model, cfg=losses.LossConfig(), micro=None):
+  """step.loss_and_grads, jitted as the train step runs it (no dropout rng): one compile
+  instead of op-by-op dispatch."""
+  return jax.jit(lambda t, f, b: step_lib.loss_and_grads(t, f, b, None, model=model,
+                                                         loss_cfg=cfg, num_microbatches=micro))
+
+
+def _jit(fn, *static):
+  """`fn` (a decoding or scoring function taking the model first), jitted; keyword
+  arguments named in `static` are compile-time constants."""
+  return jax.jit(fn, static_argnums=0, static_argnames=static)
+
+
+def _apply(model, params, *args, **kwargs):
+  return jax.jit(lambda p, a, k: model.apply({"params": p}, *a, **k))(params, args, kwargs)
 
 
 @pytest.mark.parametrize("scan_layers,remat", LEVERS)
@@ -72,8 +87,8 @@ def test_every_lever_gives_the_plain_logits_and_prompt_gradient(plain, scan_laye
   args = (batch["encoder_input_tokens"], batch["decoder_input_tokens"],
           batch["decoder_target_tokens"])
   ids = batch["prompt_ids"]
-  want = model.apply({"params": params}, *args, prompt_ids=ids)
-  got = lever.apply({"params": lever_params}, *args, prompt_ids=ids)
+  want = _apply(model, params, *args, prompt_ids=ids)
+  got = _apply(lever, lever_params, *args, prompt_ids=ids)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   loss, _, grads = _prompt_grads(model, params, batch)
   lever_loss, _, lever_grads = _prompt_grads(lever, lever_params, batch)
@@ -136,19 +151,19 @@ def test_scanned_decoding_and_scoring_equal_the_plain_model(plain, remat):
   lever, lever_params = _model(config, bank=2), scan.to_layout(params, config)
   batch = _batch()
   tokens, ids = batch["encoder_input_tokens"], batch["prompt_ids"]
-  want = decoding.greedy_decode(model, params, tokens, max_decode_length=5, prompt_ids=ids)
-  got = decoding.greedy_decode(lever, lever_params, tokens, max_decode_length=5,
-                               prompt_ids=ids)
+  greedy = _jit(decoding.greedy_decode, "max_decode_length")
+  want = greedy(model, params, tokens, max_decode_length=5, prompt_ids=ids)
+  got = greedy(lever, lever_params, tokens, max_decode_length=5, prompt_ids=ids)
   np.testing.assert_array_equal(got, want)
-  want = decoding.beam_search(model, params, tokens, num_beams=3, max_decode_length=4,
-                              prompt_ids=ids)
-  got = decoding.beam_search(lever, lever_params, tokens, num_beams=3, max_decode_length=4,
-                             prompt_ids=ids)
+  beam = _jit(decoding.beam_search, "num_beams", "max_decode_length")
+  want = beam(model, params, tokens, num_beams=3, max_decode_length=4, prompt_ids=ids)
+  got = beam(lever, lever_params, tokens, num_beams=3, max_decode_length=4, prompt_ids=ids)
   for w, g in zip(want, got):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
   options = jnp.asarray([[[5, 1, 0], [7, 8, 1]]] * tokens.shape[0], jnp.int32)
-  want = scoring.score_options(model, params, tokens, options, prompt_ids=ids)
-  got = scoring.score_options(lever, lever_params, tokens, options, prompt_ids=ids)
+  score = _jit(scoring.score_options)
+  want = score(model, params, tokens, options, prompt_ids=ids)
+  got = score(lever, lever_params, tokens, options, prompt_ids=ids)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -236,8 +251,7 @@ def test_bfloat16_frozen_weights_and_remat_stay_near_float32(plain):
   trainable, frozen = tree.split(lever_params, "(en|de)coder/prompt/prompt")
   frozen = frozen_lib.cast_frozen(frozen, "bfloat16")
   assert {x.dtype for x in jax.tree.leaves(frozen)} == {jnp.dtype(jnp.bfloat16)}
-  (b_loss, _), b_grads = step_lib.loss_and_grads(
-      trainable, frozen, batch, None, model=lever, loss_cfg=losses.LossConfig())
+  (b_loss, _), b_grads = _jit_loss_and_grads(lever)(trainable, frozen, batch)
   np.testing.assert_allclose(b_loss, loss, rtol=2e-2)
   g, b = grads["encoder"]["prompt"]["prompt"], b_grads["encoder"]["prompt"]["prompt"]
   cosine = np.sum(g * b) / np.linalg.norm(g) / np.linalg.norm(b)
