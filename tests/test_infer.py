@@ -100,7 +100,8 @@ def test_beam_and_rank_modes_equal_the_library_calls(tmp_path, sources):
   beam = _run(tmp_path, sources["two"], lines,
               decoding_config=predictor.DecodingConfig(mode="beam", num_beams=3, alpha=0.6))
   model, params, tokens, vocab = _library(sources["two"])
-  want, _ = decoding.beam_search(model, params, tokens, 8, 3, 0.6)
+  want, _ = jax.jit(decoding.beam_search, static_argnums=(0, 3, 4))(model, params, tokens, 8,
+                                                                     3, 0.6)
   assert [g["prediction"] for g in beam] == [vocab.decode(_upto_eos(r))
                                              for r in np.asarray(want)[:, 0]]
   rank = _run(tmp_path, sources["two"], lines, decoding_config=predictor.DecodingConfig(
@@ -109,7 +110,8 @@ def test_beam_and_rank_modes_equal_the_library_calls(tmp_path, sources):
   for i, o in enumerate(("animal", "color", "cat")):
     ids = vocab.encode(o) + [1]
     options[i, :len(ids)] = ids
-  best, scores = decoding.rank_classify(model, params, tokens, options)
+  best, scores = jax.jit(decoding.rank_classify, static_argnums=0)(model, params, tokens,
+                                                                   options)
   for g, b, s in zip(rank, np.asarray(best), np.asarray(scores)):
     assert g["prediction"] == ("animal", "color", "cat")[b]
     np.testing.assert_allclose(list(g["options"].values()), s, atol=1e-5, rtol=0)

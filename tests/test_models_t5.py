@@ -124,13 +124,13 @@ def test_each_prompt_layout_equals_the_hand_built_input(combine):
   with_prompt = jax.jit(model.apply)({"params": params}, enc, dec_in, tgt)
   emb = Transformer(TINY).apply({"params": params}, enc, method=Transformer.embed)
   embedded, mask = _by_hand(combine, prompt, emb, (enc > 0).astype(np.int32))
-  np.testing.assert_allclose(with_prompt, jax.jit(_manual_logits)(params, embedded, mask,
-                                                                   dec_in, tgt), atol=1e-5)
+  manual = jax.jit(_manual_logits)
+  np.testing.assert_allclose(with_prompt, manual(params, embedded, mask, dec_in, tgt), atol=1e-5)
   # ... and the layouts really differ from one another for this batch:
   others = [c for c in ("prefix", "after_bos", "suffix") if c != combine]
   for other in others:
     e2, m2 = _by_hand(other, prompt, emb, (enc > 0).astype(np.int32))
-    assert np.abs(np.asarray(with_prompt - _manual_logits(params, e2, m2, dec_in, tgt))
+    assert np.abs(np.asarray(with_prompt - manual(params, e2, m2, dec_in, tgt))
                   ).max() > 1e-3, other
 
 
@@ -200,7 +200,7 @@ def test_prompt_variants_run_and_extend_the_encoder(combine):
 def test_bfloat16_activations_stay_close_and_logits_are_float32():
   params = init_params(TINY, jax.random.PRNGKey(4))
   enc, dec_in, tgt = _batch()
-  f32 = Transformer(TINY).apply({"params": params}, enc, dec_in, tgt)
+  f32 = jax.jit(Transformer(TINY).apply)({"params": params}, enc, dec_in, tgt)
   b16 = jax.jit(Transformer(TINY.replace(dtype="bfloat16")).apply)(
       {"params": params}, enc, dec_in, tgt)
   assert b16.dtype == jnp.float32
@@ -215,7 +215,8 @@ def test_bfloat16_activations_are_really_bfloat16_inside():
   enc, dec_in, tgt = _batch()
   for dtype in ("bfloat16", "float32"):
     model = Transformer(TINY.replace(dtype=dtype))
-    _, state = model.apply({"params": params}, enc, dec_in, tgt, capture_intermediates=True)
+    _, state = jax.jit(lambda p: model.apply(p, enc, dec_in, tgt, capture_intermediates=True))(
+        {"params": params})
     inter = {k: v[0] for k, v in _flat(state["intermediates"]).items()}  # sown as 1-tuples
     layer_outputs = {k: v for k, v in inter.items()
                      if re.search(r"layers_\d+/(attention|self_attention|mlp)/__call__", k)}
@@ -229,11 +230,12 @@ def test_dropout_is_active_only_when_enabled():
   params = init_params(cfg, jax.random.PRNGKey(5))
   enc, dec_in, tgt = _batch()
   model = Transformer(cfg)
-  a = model.apply({"params": params}, enc, dec_in, tgt)
-  b = model.apply({"params": params}, enc, dec_in, tgt)
+  apply = jax.jit(model.apply, static_argnames="enable_dropout")
+  a = apply({"params": params}, enc, dec_in, tgt)
+  b = apply({"params": params}, enc, dec_in, tgt)
   np.testing.assert_array_equal(a, b)
-  c = model.apply({"params": params}, enc, dec_in, tgt, enable_dropout=True,
-                  rngs={"dropout": jax.random.PRNGKey(0)})
+  c = apply({"params": params}, enc, dec_in, tgt, enable_dropout=True,
+            rngs={"dropout": jax.random.PRNGKey(0)})
   assert np.abs(np.asarray(a - c)).max() > 1e-3
 
 

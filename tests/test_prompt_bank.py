@@ -167,7 +167,8 @@ def test_sampling_and_predict_take_the_ids_too():
   got = sample(bank_model, params, INPUTS, T, rng, temperature=1.0, top_k=1, prompt_ids=IDS)
   np.testing.assert_array_equal(got, _per_row(lambda p: greedy(single, p, INPUTS, T), singles))
   np.testing.assert_array_equal(
-      decoding.predict(bank_model, params, INPUTS, T, prompt_ids=IDS),
+      jax.jit(decoding.predict, static_argnums=(0, 3))(bank_model, params, INPUTS, T,
+                                                        prompt_ids=IDS),
       _per_row(lambda p: greedy(single, p, INPUTS, T), singles))
 
 
