@@ -78,7 +78,7 @@ def test_the_table_formats_what_the_rows_hold():
 def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_path):
   out = tmp_path / "cmp"
   argv = ["--gin_file=runs/demo.gin", f"--output_dir={out}", "--gin.TRAIN_STEPS=10",
-          "--gin.EVAL_PERIOD=5", "--gin.EVAL_NUM_EXAMPLES=32"]
+          "--gin.EVAL_PERIOD=10", "--gin.EVAL_NUM_EXAMPLES=32"]
   methods_flag = "--methods=prompt_design,prompt_tuning,lora"
   # A failing method is named, and the others still run.
   with pytest.raises(RuntimeError, match=r"methods \['bad'\] failed"):
