@@ -496,3 +496,35 @@ def test_load_hf_reads_float32_by_default_and_names_the_config_file_in_its_error
   (bad / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
   with pytest.raises(ValueError, match="^" + re.escape(f"{bad / 'config.json'}: model_type='bert'")):
     hf.load_hf(str(bad))
+
+
+def test_an_untied_checkpoint_without_lm_head_reads_the_shared_embedding_unscaled(tmp_path):
+  # An untied T5 1.1 whose output layer equals the embedding may be saved without
+  # lm_head.weight (safetensors drops shared tensors): it is read as an unscaled kernel
+  # equal to shared.weight, and gives transformers' logits.
+  model = _random_hf_model("t5_1_1", seed=3)
+  with torch.no_grad():
+    model.lm_head.weight.copy_(model.shared.weight)
+  model.save_pretrained(str(tmp_path / "full"))
+  bad = _copy_with_state(str(tmp_path / "full"), tmp_path,
+                         lambda s: s.pop("lm_head.weight"))
+  config, params = checkpoints.load(bad)
+  assert config.logits_via_embedding is False
+  np.testing.assert_array_equal(params["decoder"]["logits_dense"]["kernel"],
+                                params["token_embedder"]["embedding"].T)
+  assert _max_diff_on_real_targets(config, params, model) < TOL
+  # Without shared.weight too, the error names the directory and both weights.
+  (tmp_path / "worse").mkdir()
+  worse = _copy_with_state(bad, tmp_path / "worse", lambda s: s.pop("shared.weight"))
+  with pytest.raises(ValueError, match=rf"^{re.escape(worse)}: Hugging Face T5 weights do not match .*\n  missing \(2\): "
+                                       r"shared\.weight, lm_head\.weight"):
+    checkpoints.load(worse)
+
+
+def test_a_t5_config_without_a_tie_flag_is_tied_as_in_transformers():
+  # transformers' T5Config defaults to tie_word_embeddings=True: a config.json without
+  # the flag (or the transformers 5 scale flag) is T5 1.0's tied, rescaled output.
+  assert transformers.T5Config().tie_word_embeddings is True
+  assert hf.config_from_hf({"model_type": "t5"}).logits_via_embedding is True
+  assert hf.config_from_hf({"model_type": "t5",
+                            "tie_word_embeddings": False}).logits_via_embedding is False
