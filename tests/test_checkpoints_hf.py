@@ -516,7 +516,8 @@ def test_an_untied_checkpoint_without_lm_head_reads_the_shared_embedding_unscale
   # Without shared.weight too, the error names the directory and both weights.
   (tmp_path / "worse").mkdir()
   worse = _copy_with_state(bad, tmp_path / "worse", lambda s: s.pop("shared.weight"))
-  with pytest.raises(ValueError, match=rf"^{re.escape(worse)}: Hugging Face T5 weights do not match .*\n  missing \(2\): "
+  with pytest.raises(ValueError, match=rf"^{re.escape(worse)}: Hugging Face T5 weights do not "
+                                       r"match .*\n  missing \(2\): "
                                        r"shared\.weight, lm_head\.weight"):
     checkpoints.load(worse)
 

@@ -62,6 +62,7 @@ def test_the_demo_reports_what_its_run_did_and_prints_only_that(tmp_path):
   for printed in (text, "\n".join(lines)):
     assert f"held-out test):    {result.accuracy_test:.1f}%" in printed
     assert f"(untrained prompt, validation): {result.accuracy_before:.1f}%" in printed
+    assert f"(best prompt, validation):       {result.accuracy_validation:.1f}%" in printed
   with open(result.plot_path, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 

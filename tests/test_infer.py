@@ -7,7 +7,6 @@ prompts answer differently.
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 
@@ -15,8 +14,10 @@ from prompt_tuning import cli, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
 from prompt_tuning.demo import tasks as demo_tasks
 from prompt_tuning.infer import predictor, records
-from prompt_tuning.models import Transformer, decoding, scoring
+from prompt_tuning.models import Transformer
 from prompt_tuning.prompts import export
+
+import model_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "prompt_tuning", "assets", "demo_t5")
@@ -82,12 +83,12 @@ def _upto_eos(row):
 def test_greedy_and_scores_equal_the_library_calls(tmp_path, sources):
   got = _run(tmp_path, sources["four"], [{"inputs": t, "targets": "x"} for t in TEXTS])
   model, params, tokens, vocab = _library(sources["four"])
-  ids = np.asarray(jax.jit(decoding.greedy_decode, static_argnums=(0, 3))(model, params, tokens, 8))
+  ids = np.asarray(model_fixtures.greedy(model, params, tokens, 8))
   targets = np.zeros((len(TEXTS), 8), np.int32)
   for i, row in enumerate(ids):
     kept = _upto_eos(row)
     targets[i, :len(kept)] = kept
-  scores = np.asarray(jax.jit(scoring.score, static_argnums=0)(model, params, {
+  scores = np.asarray(model_fixtures.score(model, params, {
       "encoder_input_tokens": tokens, "decoder_target_tokens": targets,
       "decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0)))}))
   assert [g["input"] for g in got] == TEXTS and all(g["target"] == "x" for g in got)
@@ -100,8 +101,7 @@ def test_beam_and_rank_modes_equal_the_library_calls(tmp_path, sources):
   beam = _run(tmp_path, sources["two"], lines,
               decoding_config=predictor.DecodingConfig(mode="beam", num_beams=3, alpha=0.6))
   model, params, tokens, vocab = _library(sources["two"])
-  want, _ = jax.jit(decoding.beam_search, static_argnums=(0, 3, 4))(model, params, tokens, 8,
-                                                                     3, 0.6)
+  want, _ = model_fixtures.beam(model, params, tokens, 8, 3, 0.6)
   assert [g["prediction"] for g in beam] == [vocab.decode(_upto_eos(r))
                                              for r in np.asarray(want)[:, 0]]
   rank = _run(tmp_path, sources["two"], lines, decoding_config=predictor.DecodingConfig(
@@ -110,8 +110,7 @@ def test_beam_and_rank_modes_equal_the_library_calls(tmp_path, sources):
   for i, o in enumerate(("animal", "color", "cat")):
     ids = vocab.encode(o) + [1]
     options[i, :len(ids)] = ids
-  best, scores = jax.jit(decoding.rank_classify, static_argnums=0)(model, params, tokens,
-                                                                   options)
+  best, scores = model_fixtures.rank_classify(model, params, tokens, options)
   for g, b, s in zip(rank, np.asarray(best), np.asarray(scores)):
     assert g["prediction"] == ("animal", "color", "cat")[b]
     np.testing.assert_allclose(list(g["options"].values()), s, atol=1e-5, rtol=0)

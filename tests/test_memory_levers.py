@@ -12,12 +12,14 @@ import pytest
 from prompt_tuning import losses, paths, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, hf
 from prompt_tuning.demo import tasks as demo_tasks
-from prompt_tuning.models import (Transformer, decoding, get_config, init_params, param_axes,
-                                  scan, scoring)
+from prompt_tuning.models import (Transformer, get_config, init_params, param_axes,
+                                  scan)
 from prompt_tuning.models.config import REMAT_POLICIES
 from prompt_tuning.prompts import initializers, spec as spec_lib
 from prompt_tuning.train import loop, optim, step as step_lib
 from prompt_tuning.train.state import TrainState
+
+import model_fixtures
 
 CFG = get_config("tiny", dropout_rate=0.0, num_encoder_layers=3, num_decoder_layers=2)
 ENC = spec_lib.encoder_prompt(3)
@@ -65,12 +67,6 @@ def _jit_loss_and_grads(model, cfg=losses.LossConfig(), micro=None):
   instead of op-by-op dispatch."""
   return jax.jit(lambda t, f, b: step_lib.loss_and_grads(t, f, b, None, model=model,
                                                          loss_cfg=cfg, num_microbatches=micro))
-
-
-def _jit(fn, *static):
-  """`fn` (a decoding or scoring function taking the model first), jitted; keyword
-  arguments named in `static` are compile-time constants."""
-  return jax.jit(fn, static_argnums=0, static_argnames=static)
 
 
 def _apply(model, params, *args, **kwargs):
@@ -151,17 +147,17 @@ def test_scanned_decoding_and_scoring_equal_the_plain_model(plain, remat):
   lever, lever_params = _model(config, bank=2), scan.to_layout(params, config)
   batch = _batch()
   tokens, ids = batch["encoder_input_tokens"], batch["prompt_ids"]
-  greedy = _jit(decoding.greedy_decode, "max_decode_length")
+  greedy = model_fixtures.greedy
   want = greedy(model, params, tokens, max_decode_length=5, prompt_ids=ids)
   got = greedy(lever, lever_params, tokens, max_decode_length=5, prompt_ids=ids)
   np.testing.assert_array_equal(got, want)
-  beam = _jit(decoding.beam_search, "num_beams", "max_decode_length")
+  beam = model_fixtures.beam
   want = beam(model, params, tokens, num_beams=3, max_decode_length=4, prompt_ids=ids)
   got = beam(lever, lever_params, tokens, num_beams=3, max_decode_length=4, prompt_ids=ids)
   for w, g in zip(want, got):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
   options = jnp.asarray([[[5, 1, 0], [7, 8, 1]]] * tokens.shape[0], jnp.int32)
-  score = _jit(scoring.score_options)
+  score = model_fixtures.score_options
   want = score(model, params, tokens, options, prompt_ids=ids)
   got = score(lever, lever_params, tokens, options, prompt_ids=ids)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
