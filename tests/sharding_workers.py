@@ -4,7 +4,10 @@
 XLA_FLAGS=--xla_force_host_platform_device_count=N in the environment, so jax
 sees N devices from its first import (tests/conftest.py gives pytest's own
 process one). OUT_JSON holds {case: what it measured}; several cases share one
-process (one jax start, one demo-model load), each with the same ARGS.
+process (one jax start, one demo-model load), each with the same ARGS. The parent
+shares its helpers: the run it compares against (`train_kwargs`, `summary`), the state
+it restores (`_sharded_state`), one process reading both hosts' rows
+(`reading_both_shards`).
 """
 import json
 import os

@@ -199,7 +199,7 @@ def load_prompt_model(*, initial_checkpoint_path: str, model_dir: Optional[str] 
     frozen_flat.pop(path, None)
   trainable = tree.unflatten({k: jnp.asarray(v, jnp.float32) for k, v in flat.items()})
   frozen = frozen_lib.cast_frozen(tree.unflatten(frozen_flat), frozen_params_dtype)
-  what = os.path.basename(os.path.normpath(str(prompt_file))) if prompt_file else checkpoint
+  what = os.path.basename(os.path.normpath(str(prompt_file))) if prompt_file else str(checkpoint)
   where = (os.path.join(model_dir, run_dir.EVAL_DIR) if model_dir and not prompt_file
            else os.path.dirname(os.path.abspath(prompt_file)))
   return LoadedPrompt(model, trainable, frozen, prompt_index, source, what, where)
