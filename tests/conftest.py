@@ -7,7 +7,7 @@ import pytest
 # Subprocesses inherit XLA_FLAGS (test_sharding's workers keep them and set only their
 # own device count). XLA's default optimization level stays: a lower one
 # (--xla_backend_optimization_level=0 cuts compile CPU by about a third) changes float
-# results, and test_legacy_compat checks logits bit for bit against stored ones.
+# results, and test_legacy_compat compares logits with stored ones to float32 rounding.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

@@ -1,9 +1,12 @@
-"""What the single-prompt code wrote still works: bit-identical logits, old run dirs.
+"""What the single-prompt code wrote still works: the same logits, old run dirs.
 
 The fixtures (tests/fixtures/README.md) were written by the code before the
 prompt bank, when the prompt lengths were fields of `T5Config`. K = 1 with no
 `prompt_ids` must be exactly that model, and a run directory it wrote must
-evaluate and resume unchanged.
+evaluate and resume unchanged. The logits were bit-identical on the machine that wrote
+them; XLA's CPU code differs by instruction set (an AMD EPYC without AVX-512 is off by up
+to 4e-6 on logits of order 1), so the check allows float32 rounding and no more: a wrong
+combine, mask or position moves logits by 1e-2 and more.
 """
 import os
 import shutil
@@ -36,7 +39,7 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_single_prompt_logits_are_bit_identical_to_the_old_model(variant):
+def test_single_prompt_logits_equal_the_old_models(variant):
   data = np.load(os.path.join(FIXTURES, "legacy_logits.npz"))
   encoder, decoder = VARIANTS[variant]
   flat = {k[len("param:"):]: data[k] for k in data.files if k.startswith("param:")}
@@ -48,7 +51,7 @@ def test_single_prompt_logits_are_bit_identical_to_the_old_model(variant):
                       decoder_prompt=decoder)
   logits = jax.jit(model.apply)({"params": tree.unflatten(flat)}, data["encoder_input_tokens"],
                                 data["decoder_input_tokens"], data["decoder_target_tokens"])
-  np.testing.assert_array_equal(np.asarray(logits), data[f"logits:{variant}"])
+  np.testing.assert_allclose(np.asarray(logits), data[f"logits:{variant}"], rtol=0, atol=2e-5)
 
 
 def _register():
