@@ -1,14 +1,15 @@
 """`prompt-tuning demo` as a user runs it: wall clock, accuracies, files.
 
     python benchmarks/demo_time.py            # one run in a fresh temp dir
-    python benchmarks/demo_time.py --check    # CI: exit 1 unless the demo meets its targets
+    python benchmarks/demo_time.py --check    # exit 1 unless the demo meets its targets
 
 Runs the installed `prompt-tuning demo` console script (the README's first command)
 in a fresh process and output directory, times the whole command (interpreter and
 JAX start-up, compilation, training, evaluation, plot), and reads the accuracies it
 prints. Targets (issue: the embedded default): held-out test accuracy >= 90% after
 tuning, validation accuracy before tuning at most 60% (chance is 50%), under 300 s
-on 2 CPU cores, curves.png written.
+on 2 CPU cores, curves.png written. tests/test_demo.py runs the same command in CI and
+checks these targets.
 
 Prints a table and, last, one JSON line (also written to --json_out if given).
 """
@@ -31,7 +32,7 @@ _LINES = {
 }
 
 
-def _command() -> list:
+def command() -> list:
   """The `prompt-tuning` script next to this interpreter, else the one on PATH."""
   script = os.path.join(os.path.dirname(sys.executable), "prompt-tuning")
   script = script if os.path.isfile(script) else shutil.which("prompt-tuning")
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   with tempfile.TemporaryDirectory() as tmp:
     out_dir = os.path.join(tmp, "demo")
-    cmd = _command() + ["demo", "--output_dir", out_dir, "--no_progress"]
+    cmd = command() + ["demo", "--output_dir", out_dir, "--no_progress"]
     tick = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - tick

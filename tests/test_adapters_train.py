@@ -16,6 +16,7 @@ import pytest
 from prompt_tuning import losses, paths, tree
 from prompt_tuning.checkpoints import frozen as frozen_lib, peft_adapters, run_dir
 from prompt_tuning.cli import configurables, export as export_cli, train as train_cli
+from prompt_tuning.compare import methods as compare_methods, runs as compare_runs
 from prompt_tuning.data import inputs
 from prompt_tuning.demo import tasks as demo_tasks
 from prompt_tuning.models import Transformer, adapter_params, scan
@@ -190,6 +191,19 @@ def test_each_method_file_trains_through_the_cli(tmp_path, frozen_dir, method, l
   assert params == want  # the checkpoint holds only the method's params ...
   assert all(n.startswith(("trainable/", "opt_state/")) or "/" not in n for n in stored), stored
   assert meta["initial_checkpoint_path"] == frozen_dir  # ... and names the frozen model
+  # `prompt-tuning compare` reads the method's row from this run's files. LoRA
+  # (methods/lora.gin: r = 8 on query and value): r * (d_in + d_out) per adapted matrix,
+  # 2 per encoder layer and 4 per decoder layer (self- and cross-attention).
+  row = compare_runs.train_row(compare_methods.parse_methods(method)[0], str(tmp_path), None)
+  assert row["score"] == run_dir.load_best(str(tmp_path))["value"]
+  config = tiny.tiny_config()
+  inner = config.num_heads * config.head_dim
+  assert row["trainable_params"] == {
+      "lora": (2 * config.num_encoder_layers + 4 * config.num_decoder_layers) * 8 * (
+          config.emb_dim + inner),
+      "prompt_tuning": 4 * config.emb_dim}.get(method, row["trainable_params"])
+  if method != "prefix":  # a prefix's MLP is folded away for serving
+    assert row["inference_params"] == row["trainable_params"]
   # `prompt-tuning export --format=peft` writes LoRA and IA3 runs as PEFT adapters.
   out = str(tmp_path / "peft")
   argv = ["--model_dir", str(tmp_path), "--format", "peft", "--output_dir", out]

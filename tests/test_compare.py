@@ -79,14 +79,14 @@ def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_p
   out = tmp_path / "cmp"
   argv = ["--gin_file=runs/demo.gin", f"--output_dir={out}", "--gin.TRAIN_STEPS=10",
           "--gin.EVAL_PERIOD=10", "--gin.EVAL_NUM_EXAMPLES=32"]
-  methods_flag = "--methods=prompt_design,prompt_tuning,lora"
+  methods_flag = "--methods=prompt_design,prompt_tuning"
   # A failing method is named, and the others still run.
   with pytest.raises(RuntimeError, match=r"methods \['bad'\] failed"):
     compare_cli.main([*argv, f"{methods_flag},bad=prompt_design",
                       "--method_gin=bad:DESIGN_TEMPLATE=''"])
   rows = {r["label"]: r for r in json.loads((out / "compare.json").read_text())["rows"]}
   assert "template='' is empty" in rows["bad"]["error"]
-  assert not any(rows[m].get("error") for m in ("prompt_design", "prompt_tuning", "lora"))
+  assert not any(rows[m].get("error") for m in ("prompt_design", "prompt_tuning"))
   # A second command reuses the finished rows; nothing runs again.
   before = os.path.getmtime(out / "prompt_tuning" / "metrics.jsonl")
   assert compare_cli.main([*argv, methods_flag]) == 0
@@ -94,9 +94,9 @@ def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_p
   table = (out / "compare.md").read_text().splitlines()
   result = json.loads((out / "compare.json").read_text())
   assert (out / "compare.png").stat().st_size > 1000
-  assert result["metric"] == METRIC and len(table) == 2 + 3
+  assert result["metric"] == METRIC and len(table) == 2 + 2
   rows = {r["label"]: r for r in result["rows"]}
-  assert list(rows) == ["prompt_design", "prompt_tuning", "lora"]
+  assert list(rows) == ["prompt_design", "prompt_tuning"]
   for r in rows.values():
     assert set(report.COLUMNS) <= set(r) and r["peak_memory_gib"] > 0.1
     assert r["model_params"] == rows["prompt_tuning"]["model_params"]
@@ -113,11 +113,3 @@ def test_compare_on_the_demo_model_writes_one_row_per_method_from_the_runs(tmp_p
   assert pt["score"] == best["value"] and pt["steps_to_best"] == best["step"]
   assert abs(pt["trainable_pct"] - 100 * 512 / pt["model_params"]) < 1e-9
   assert 0 < pt["step_time_s"] < 5 and pt["wall_s_to_best"] > 0
-  # LoRA (configs/methods/lora.gin: r = 8 on query and value): r * (d_in + d_out) per
-  # adapted matrix; the demo model (d_model 64, 4 heads of 16) adapts 2 per encoder
-  # layer and 4 per decoder layer (self- and cross-attention), 2 layers each.
-  lora_files = [n for n in os.listdir(out / "lora" / "best") if n.endswith(".npy")]
-  assert lora_files and all("lora_" in n for n in lora_files)
-  assert rows["lora"]["trainable_params"] == (2 * 2 + 2 * 4) * 8 * (64 + 4 * 16)
-  assert rows["lora"]["inference_params"] == rows["lora"]["trainable_params"]
-  assert rows["lora"]["score"] == run_dir.load_best(str(out / "lora"))["value"]
