@@ -61,9 +61,9 @@ def test_demonstrations_are_k_distinct_train_examples_in_front(vocab):
   placed = prompt_design.Design("Q: {inputs} | {demos}", num_shots=3, seed=5)
   assert placed.render("x", "D") == "Q: x | D"
   other = prompt_design.demonstrations(seqio.get_mixture_or_task(TASK),
-                                       prompt_design.Design(num_shots=3, seed=6))
-  assert other != prompt_design.demonstrations(seqio.get_mixture_or_task(TASK),
-                                               prompt_design.Design(num_shots=3, seed=5))
+                                       prompt_design.Design("{inputs}", num_shots=3, seed=6,
+                                                            separator=" ; "))
+  assert other != demos  # `design` but for the seed
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -378,14 +378,12 @@ def test_data_and_model_parallel_training_equal_one_device(tmp_path, eight_devic
     assert seen["wi_0_shard_shapes"] == [[64, 128 // ways]]
     assert seen["prompt_replicated"] and seen["prompt_devices"] == 8
     assert seen["batch_spec"] == str(P("data"))
-  # The 2 x 4 run stopped at step 3 and resumed goes on as the run that never stopped.
-  # (Killing a process mid-run: tests/test_train_loop.py; the state's shardings across a
-  # restore onto another mesh: test_a_checkpoint_saved_on_one_mesh_restores_on_another.)
-  resumed, straight = meshes["2x4_resumed"], meshes["2x4"]
-  assert resumed["start_step"] == 3
-  np.testing.assert_allclose(resumed["loss"], straight["loss"], rtol=1e-6)
-  np.testing.assert_allclose(resumed["prompt"], straight["prompt"], rtol=1e-6, atol=1e-7)
-  assert [r["step"] for r in resumed["eval"]] == [0, 3, 6]
+  # The 2 x 4 run stopped at step 3 and resumed: it went on as the one-device run that
+  # never stopped (above). (Killing a process mid-run: tests/test_train_loop.py; the
+  # state's shardings across a restore onto another mesh:
+  # test_a_checkpoint_saved_on_one_mesh_restores_on_another.)
+  assert meshes["2x4"]["start_step"] == 3 and meshes["8x1"]["start_step"] == 0
+  assert [r["step"] for r in meshes["2x4"]["eval"]] == [0, 3, 6]
 
 
 def _free_port() -> int:
