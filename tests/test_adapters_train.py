@@ -74,17 +74,29 @@ def _three_steps(spec, scan_layers=False, microbatches=None):
   return state, before, changed, model
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
-def test_only_the_methods_params_change_and_only_they_have_optimizer_state(name):
-  state, before, changed, model = _three_steps(SPECS[name])
+def test_only_the_methods_params_change_and_only_they_have_optimizer_state():
+  # One model holding every method (one compile): each method's params are where that
+  # method alone puts them, all of them move, no frozen weight does.
+  spec = AdapterSpec(lora=SPECS["lora"].lora, ia3=True, prefix=SPECS["prefix"].prefix,
+                     deep_prompts=True)
+  state, before, changed, model = _three_steps(spec)
   method = adapter_params.method_paths(model)
-  assert method and changed == method  # every method param moved; no frozen weight did
+  assert method and changed == method
   assert sorted(tree.flatten(state.trainable)) == method
+  config = frozen_lib.load_frozen(MODEL, dropout_rate=0.1)[0]
+  covered = set()
+  for name, alone in SPECS.items():
+    prompt = spec_lib.encoder_prompt(4) if alone.deep_prompts else None
+    paths_alone = adapter_params.method_paths(Transformer(config, encoder_prompt=prompt,
+                                                          adapters=alone))
+    assert paths_alone and set(paths_alone) <= set(method), name
+    assert all(spec.method_of(p) == alone.method_of(p) for p in paths_alone), name
+    covered |= set(paths_alone)
+  assert covered == set(method)
   size = sum(before[p].size for p in method)
   opt = sum(np.size(x) for x in jax.tree_util.tree_leaves(state.opt_state))
   assert opt <= 2 * size + 8, (opt, size)
-  if name == "deep_prompts":
-    assert PROMPT_PATH in changed  # layer 0's prompt is the encoder prompt
+  assert PROMPT_PATH in changed  # deep prompts' layer 0 is the encoder prompt
 
 
 def test_with_scan_layers_remat_and_microbatches_only_the_methods_params_change():

@@ -82,11 +82,7 @@ def test_the_demo_starts_fresh_over_a_demo_run_from_another_install(tmp_path):
   assert any("cannot be resumed" in line and "starting fresh" in line for line in lines)
   assert run_dir.read_meta(str(out))["initial_checkpoint_path"] == paths.demo_model_dir()
   assert os.path.isfile(result.prompt_path)
-  # A compatible demo run is resumed, not restarted.
-  lines = []
-  demo.run(str(out), train_steps=6, eval_period=2, progress=False, log=lines.append)
-  assert not any("starting fresh" in line for line in lines)
-  assert [r["step"] for r in run_dir.read_metrics(str(out)) if r["kind"] == "train"][-1] == 6
+  # (A compatible demo run is resumed, not restarted: tests/test_demo.py.)
 
 
 def test_the_demo_refuses_a_directory_holding_another_kind_of_run(tmp_path):

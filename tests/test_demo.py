@@ -73,6 +73,7 @@ def test_the_demo_meets_its_targets_reports_what_its_run_did_and_prints_only_tha
   # first command's.
   lines = []
   result = demo.run(out, progress=False, log=lines.append)
+  assert not any("starting fresh" in line for line in lines)
   evals = [r for r in run_dir.read_metrics(out) if r["kind"] == "eval"]
   assert [r["step"] for r in evals] == list(range(0, 301, 50))  # runs/demo.gin
   key = f"{demo.TASK}/accuracy"
