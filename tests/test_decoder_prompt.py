@@ -67,10 +67,9 @@ def _with_decoder_prompt(params, prompt):
   return tree.unflatten(flat)
 
 
-greedy = jax.jit(decoding.greedy_decode, static_argnums=(0, 3))
+greedy, beam = model_fixtures.greedy, model_fixtures.beam
 logits_of = jax.jit(lambda model, params, tokens, decoder_inputs: model.apply(
     {"params": params}, tokens, decoder_inputs), static_argnums=0)  # teacher forced
-beam = jax.jit(decoding.beam_search, static_argnums=(0, 3, 4))
 
 
 # ----------------------------------------------------------------------------
@@ -218,7 +217,7 @@ def test_beam_scores_are_teacher_forced_log_probs():
   tokens = np.repeat(INPUTS, 3, axis=0)
   batch = {"encoder_input_tokens": tokens, "decoder_input_tokens": _shift_right(targets),
            "decoder_target_tokens": targets}
-  want = jax.jit(decoding.score, static_argnums=0)(model, params, batch)
+  want = model_fixtures.score(model, params, batch)
   np.testing.assert_allclose(np.asarray(scores).reshape(9), want, atol=1e-4)
   for example in ids.reshape(3, 3, T):  # three different beams each, one of them long
     assert len({tuple(r) for r in example}) == 3

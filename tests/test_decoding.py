@@ -102,12 +102,10 @@ def _hf_greedy(setup, tokens, length: int) -> np.ndarray:
   return np.pad(out, ((0, 0), (0, length - out.shape[1])))
 
 
-greedy = jax.jit(decoding.greedy_decode, static_argnums=(0, 3))
+greedy, beam = model_fixtures.greedy, model_fixtures.beam
+score, score_options = model_fixtures.score, model_fixtures.score_options
 sample = jax.jit(decoding.sample_decode, static_argnums=(0, 3),
                  static_argnames=("temperature", "top_k", "top_p"))
-beam = jax.jit(decoding.beam_search, static_argnums=(0, 3, 4))  # alpha is traced
-score = jax.jit(decoding.score, static_argnums=0)
-score_options = jax.jit(decoding.score_options, static_argnums=0)
 
 
 def _premise_some_end_early_some_not(ids):
@@ -416,8 +414,7 @@ def test_shared_options_and_rank_classify():
           "decoder_input_tokens": _shift_right(np.tile(options, (4, 1))),
           "decoder_target_tokens": np.tile(options, (4, 1))}
   want = np.asarray(score(model, params, rows)).reshape(4, 3)
-  best, scores = jax.jit(decoding.rank_classify, static_argnums=0)(model, params, INPUTS,
-                                                                   options)
+  best, scores = model_fixtures.rank_classify(model, params, INPUTS, options)
   np.testing.assert_allclose(scores, want, atol=1e-5, rtol=0)
   np.testing.assert_array_equal(best, want.argmax(-1))
   assert len(set(want.argmax(-1).tolist())) > 1  # not the same answer everywhere

@@ -17,7 +17,7 @@ import pytest
 
 import model_fixtures
 from prompt_tuning import losses, tree
-from prompt_tuning.models import Transformer, decoding, get_config, init_params, scoring
+from prompt_tuning.models import Transformer, decoding, get_config, init_params
 from prompt_tuning.prompts import initializers, multitask as mt, prompt as prompt_lib
 from prompt_tuning.prompts import spec as spec_lib
 from prompt_tuning.prompts.spec import DECODER_PROMPT_PATH, PROMPT_PATH
@@ -88,10 +88,8 @@ def _per_row(fn_single, singles):
 
 apply = jax.jit(lambda model, params, *a, **kw: model.apply({"params": params}, *a, **kw),
                 static_argnums=0)
-greedy = jax.jit(decoding.greedy_decode, static_argnums=(0, 3))
-beam = jax.jit(decoding.beam_search, static_argnums=(0, 3, 4))
-score = jax.jit(scoring.score, static_argnums=0)
-rank = jax.jit(scoring.rank_classify, static_argnums=0)
+greedy, beam = model_fixtures.greedy, model_fixtures.beam
+score, rank = model_fixtures.score, model_fixtures.rank_classify
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -137,7 +135,7 @@ def test_score_options_equal_score_on_the_expanded_batch_with_each_rows_id(layou
   # The decoder prompt of option row b * C + c is example b's; the encodings are shared.
   bank_model, params, _, _ = _setup(layout)
   options = np.stack([np.roll(_targets(), shift, axis=0) for shift in range(3)], axis=1)
-  got = np.asarray(jax.jit(scoring.score_options, static_argnums=0)(
+  got = np.asarray(model_fixtures.score_options(
       bank_model, params, INPUTS, options, IDS))  # [B=5, C=3]
   flat = options.reshape(-1, options.shape[-1])
   want = score(bank_model, params, {
