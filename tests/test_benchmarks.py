@@ -1,22 +1,7 @@
 """The benchmark scripts' own logic (their measurements run in CI and by hand, not here)."""
-import importlib.util
-import os
-import sys
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load(name):
-  """A script as a module; its directory on the path, as when run (`output` is shared)."""
-  if os.path.join(ROOT, "benchmarks") not in sys.path:
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks",
-                                                                   f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+import benchmark_scripts
 
 
 DEMO_OUTPUT = """frozen model: /x/demo_t5 (tiny T5 1.1 trained on synthetic tasks with task words)
@@ -29,7 +14,7 @@ prompt (8 x 64) saved to /tmp/d/best/encoder.prompt.prompt.npy
 
 
 def test_demo_time_reads_the_accuracies_the_demo_prints():
-  demo_time = _load("demo_time")
+  demo_time = benchmark_scripts.load("demo_time")
   assert demo_time.parse_output(DEMO_OUTPUT) == {
       "accuracy_before": 0.0, "accuracy_validation": 98.5, "accuracy_test": 100.0}
   with pytest.raises(ValueError, match="held-out test"):
@@ -37,7 +22,7 @@ def test_demo_time_reads_the_accuracies_the_demo_prints():
 
 
 def test_rank_classification_methods_agree_and_fill_the_table():
-  bench = _load("rank_classification")
+  bench = benchmark_scripts.load("rank_classification")
   args = bench._flags(["--size=tiny", "--batch=4", "--inputs=8", "--options=2,3",  # pylint: disable=protected-access
                        "--repeats=1"])
   result = bench.run(args)
@@ -52,7 +37,7 @@ def test_rank_classification_methods_agree_and_fill_the_table():
 
 
 def test_mixed_task_batches_give_the_per_task_predictions_in_fewer_calls():
-  bench = _load("mixed_tasks")
+  bench = benchmark_scripts.load("mixed_tasks")
   args = bench._flags(["--size=tiny", "--tasks=1,4", "--per_task=5", "--batch=8",  # pylint: disable=protected-access
                        "--inputs=8", "--targets=2", "--prompt_length=2", "--repeats=1"])
   result = bench.run(args)
@@ -63,7 +48,7 @@ def test_mixed_task_batches_give_the_per_task_predictions_in_fewer_calls():
 
 
 def test_vs_peft_runs_both_sides_and_divides_ours_by_theirs():
-  bench = _load("vs_peft")
+  bench = benchmark_scripts.load("vs_peft")
   args = bench._flags(["--size=tiny", "--batch=2", "--inputs=6", "--targets=3",  # pylint: disable=protected-access
                        "--prompt_length=2", "--steps=1"])
   ours, theirs = bench.run_ours(args), bench.run_peft(args)
@@ -85,7 +70,7 @@ def test_vs_peft_runs_both_sides_and_divides_ours_by_theirs():
 
 
 def test_memory_plan_adds_up_xlas_plan_and_remat_shrinks_it():
-  bench = _load("memory_plan")
+  bench = benchmark_scripts.load("memory_plan")
   args = bench._flags(["--sizes=tiny", "--meshes=1x1", "--remats=none,full", "--batch=4",  # pylint: disable=protected-access
                        "--inputs=32", "--targets=4", "--prompt_length=4", "--dtype=float32"])
   assert bench.configurations(args) == [("tiny", (1, 1), "none", False, 1),
@@ -103,7 +88,7 @@ def test_memory_plan_adds_up_xlas_plan_and_remat_shrinks_it():
 
 
 def test_multitask_table_has_one_row_per_setting_and_a_column_per_task():
-  bench = _load("multitask")
+  bench = benchmark_scripts.load("multitask")
   result = {"tasks": ["taskless_demo_first", "taskless_demo_count"], "rows": [
       {"setting": "one prompt per task", "steps": 600, "params": 1024,
        "taskless_demo_first": 100.0, "taskless_demo_count": 95.0, "mean": 97.5},

@@ -1,34 +1,19 @@
 """`prompt-tuning demo`'s own code: what it prints is what the run did, checked by hand."""
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 
+import benchmark_scripts
 from prompt_tuning import paths
 from prompt_tuning.checkpoints import frozen as frozen_lib, run_dir
 from prompt_tuning.cli import demo
 from prompt_tuning.demo import plot, synthetic, tasks as demo_tasks
 from prompt_tuning.models import Transformer, decoding
 from prompt_tuning.prompts import spec as spec_lib
-
-
-def _demo_time():
-  """benchmarks/demo_time.py as a module (its targets, its reading of the output)."""
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
-                      "demo_time.py")
-  sys.path.insert(0, os.path.dirname(path))  # its `output` helper, as when run
-  try:
-    spec = importlib.util.spec_from_file_location("demo_time", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-  finally:
-    sys.path.remove(os.path.dirname(path))
-  return module
 
 
 def _test_accuracy_by_hand(prompt: np.ndarray) -> float:
@@ -53,7 +38,7 @@ def test_the_demo_meets_its_targets_reports_what_its_run_did_and_prints_only_tha
   # default 300 steps, TF's C++ logging not silenced by the environment. It meets the
   # targets benchmarks/demo_time.py checks (held-out accuracy, untrained accuracy, wall
   # clock), and what it prints is what its user needs, none of the libraries' noise.
-  demo_time = _demo_time()
+  demo_time = benchmark_scripts.load("demo_time")
   out = str(tmp_path / "demo")
   env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
   tick = time.perf_counter()
