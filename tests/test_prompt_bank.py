@@ -413,6 +413,54 @@ def test_every_task_starts_at_the_shared_prompt(mode):
   np.testing.assert_array_equal(p["shared_prompt"], _fill(jax.random.PRNGKey(0), (4, MT_D), table))
 
 
+def _from_table(seen):
+  """An init that reads the table: rows picked by the key, in the table's dtype (the dtype
+  it was handed is recorded in `seen`)."""
+  def init(rng, shape, table):
+    seen.append(table.dtype)
+    rows = np.asarray(jax.random.randint(rng, (shape[0],), 0, table.shape[0]))
+    return table[rows].astype(np.float64)
+  return init
+
+
+@pytest.mark.parametrize("mode,shared_features", [(m, 3) for m in mt.MODES] + [("project", None)])
+def test_init_params_are_float32_and_the_values_built_by_hand(mode, shared_features):
+  # shared_features=3 matters to "project" alone (a narrower shared prompt: random, not
+  # the init's); every other mode ignores it.
+  spec = mt.MultiTaskSpec(MT_TASKS, mode, task_length=2, shared_features=shared_features,
+                          rank=4)
+  table = np.random.default_rng(2).normal(size=(30, MT_D))  # float64, as numpy makes it
+  key, seen = jax.random.PRNGKey(7), []
+  p = mt.init_params(spec, 3, _from_table(seen), key, table)
+  assert set(seen) <= {np.dtype(np.float32)}  # the init sees a float32 table
+  assert {n: v.shape for n, v in p.items()} == spec.shapes(3, MT_D)
+  assert {v.dtype for v in p.values()} == {np.dtype(np.float32)}
+
+  def made(k, length):
+    rows = np.asarray(jax.random.randint(k, (length,), 0, 30))
+    return table.astype(np.float32)[rows]
+  fold = jax.random.fold_in
+  if mode == "separate":  # task k from fold_in(key, k), as a bank's members
+    want = {"prompt": np.stack([made(fold(key, k), 3) for k in range(3)])}
+  elif mode == "project" and shared_features == 3:
+    kernel = np.asarray(jax.random.normal(fold(key, 1), (3, MT_D)) / np.sqrt(3), np.float32)
+    want = {"shared_prompt": np.asarray(jax.random.uniform(key, (3, 3), minval=-0.5,
+                                                           maxval=0.5)),
+            "task_kernel": np.stack([kernel] * 3), "task_bias": np.zeros((3, MT_D))}
+  else:
+    want = {"shared_prompt": made(key, 3)}
+    if mode == "add":
+      want["task_prompts"] = np.zeros((3, 3, MT_D))
+    elif mode == "concat":  # task k's part from fold_in(key, k + 1), P_t = 2
+      want["task_prompts"] = np.stack([made(fold(key, k + 1), 2) for k in range(3)])
+    elif mode == "project":
+      want |= {"task_kernel": np.stack([np.eye(MT_D)] * 3), "task_bias": np.zeros((3, MT_D))}
+    else:  # low_rank, r = 4: every entry 1 / sqrt(4), so each product is 1
+      want |= {"task_cols": np.full((3, 3, 4), 0.5), "task_rows": np.full((3, 4, MT_D), 0.5)}
+  for name, value in want.items():
+    np.testing.assert_allclose(p[name], value, rtol=1e-6, atol=0, err_msg=name)
+
+
 def test_concat_and_separate_start_with_distinct_task_prompts():
   table = np.zeros((30, MT_D), np.float32)
   for mode in ("concat", "separate"):
@@ -456,6 +504,8 @@ def test_bad_multitask_specs_are_refused_by_name():
   with pytest.raises(ValueError, match="one prompt per task"):
     spec_lib.PromptSpec(length=4, num_prompts=2, multitask=mt.MultiTaskSpec(MT_TASKS))
   spec = mt.MultiTaskSpec(MT_TASKS)
+  assert [spec.task_id(t) for t in ("c", "a", "b")] == [2, 0, 1]
+  assert mt.tasks_of(["c", "a"], spec, "x") == {"c": 2, "a": 0}
   with pytest.raises(ValueError, match=r"task 'd' has no prompt .* \['a', 'b', 'c'\]"):
     spec.task_id("d")
   with pytest.raises(ValueError, match=r"tasks \['d'\] have no prompt"):
