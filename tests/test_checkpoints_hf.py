@@ -402,6 +402,22 @@ def test_a_bfloat16_pytorch_bin_saved_on_a_gpu_loads_on_the_cpu(hf_checkpoint, t
                                   err_msg=path)
 
 
+def test_a_pytorch_bin_is_read_in_its_stored_dtypes_as_safetensors_are(tmp_path):
+  # Only bfloat16 (which numpy cannot hold) goes through float32; float16, float64 and
+  # integer tensors come back as they were written, as the safetensors reader gives them.
+  state = {"half": torch.arange(6, dtype=torch.float16).reshape(2, 3) / 3,
+           "double": torch.arange(4, dtype=torch.float64) / 7,
+           "ids": torch.arange(5, dtype=torch.int64),
+           "bf16": torch.tensor([1.5, -2.25, 3.0], dtype=torch.bfloat16)}
+  torch.save(state, tmp_path / "pytorch_model.bin")
+  got = hf.read_state(str(tmp_path))
+  assert {k: v.dtype for k, v in got.items()} == {
+      "half": np.float16, "double": np.float64, "ids": np.int64, "bf16": np.float32}
+  for name in ("half", "double", "ids"):
+    np.testing.assert_array_equal(got[name], state[name].numpy(), err_msg=name)
+  np.testing.assert_array_equal(got["bf16"], [1.5, -2.25, 3.0])
+
+
 def test_a_pytorch_bin_that_runs_code_when_unpickled_is_refused(hf_checkpoint, tmp_path):
   _, model, directory = hf_checkpoint
   marker = tmp_path / "code_ran"
