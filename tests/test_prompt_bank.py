@@ -393,6 +393,8 @@ def test_each_mode_composes_the_prompts_built_by_hand(mode):
   np.testing.assert_allclose(got, np.stack(want), rtol=1e-5, atol=1e-6)
   assert got.shape == (3, spec.prompt_length(4), MT_D)
   assert spec.shared_length_of(spec.prompt_length(4)) == 4
+  assert spec.shared_length(p) == 4
+  spec.check(p, MT_D)  # its own params, as they are
   prompts = mt.task_prompts(spec, p)
   assert list(prompts) == list(MT_TASKS)
   np.testing.assert_array_equal(prompts["b"], got[1])
@@ -511,7 +513,7 @@ def test_bad_multitask_specs_are_refused_by_name():
   with pytest.raises(ValueError, match=r"tasks \['d'\] have no prompt"):
     mt.tasks_of(["a", "d"], spec, "MIXTURE_OR_TASK_NAME='m'")
   good = _mt_params(spec)
-  with pytest.raises(ValueError, match="params of shapes"):
+  with pytest.raises(ValueError, match="^multi-task prompt: params of shapes"):
     spec.check({**good, "task_prompts": good["task_prompts"][:2]}, MT_D)
   assert mt.MultiTaskSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
 
