@@ -394,6 +394,9 @@ def test_each_mode_composes_the_prompts_built_by_hand(mode):
   assert got.shape == (3, spec.prompt_length(4), MT_D)
   assert spec.shared_length_of(spec.prompt_length(4)) == 4
   assert spec.shared_length(p) == 4
+  # float32 whatever the params' dtype (bfloat16 here).
+  half = mt.compose(spec, {k: jnp.asarray(v, jnp.bfloat16) for k, v in p.items()})
+  assert half.dtype == jnp.float32
   spec.check(p, MT_D)  # its own params, as they are
   prompts = mt.task_prompts(spec, p)
   assert list(prompts) == list(MT_TASKS)
@@ -501,8 +504,21 @@ def test_bad_multitask_specs_are_refused_by_name():
     mt.MultiTaskSpec(MT_TASKS, "sum")
   with pytest.raises(ValueError, match="rank=0"):
     mt.MultiTaskSpec(MT_TASKS, "low_rank", rank=0)
-  with pytest.raises(ValueError, match="expected one or more task names"):
-    mt.MultiTaskSpec(())
+  for tasks in ((), ("a", ""), ("a", 3)):
+    with pytest.raises(ValueError, match="expected one or more task names"):
+      mt.MultiTaskSpec(tasks)
+  for name, bad in (("task_length", 0), ("task_length", 2.0), ("shared_features", 0),
+                    ("shared_features", "3")):
+    with pytest.raises(ValueError, match=rf"MultiTaskSpec.{name}={bad!r}; expected an int"):
+      mt.MultiTaskSpec(MT_TASKS, "concat", **{name: bad})
+  one = mt.MultiTaskSpec(["a", "b"], "concat", task_length=1, shared_features=1)
+  assert one.tasks == ("a", "b") and hash(one) == hash(mt.MultiTaskSpec(("a", "b"), "concat",
+                                                                        task_length=1,
+                                                                        shared_features=1))
+  # Without task_length, concat's task part is as long as the shared one: P = 2 P_s.
+  halves = mt.MultiTaskSpec(MT_TASKS, "concat")
+  assert halves.prompt_length(4) == 8
+  assert halves.shared_length_of(8) == 4 and type(halves.shared_length_of(8)) is int
   with pytest.raises(ValueError, match="one prompt per task"):
     spec_lib.PromptSpec(length=4, num_prompts=2, multitask=mt.MultiTaskSpec(MT_TASKS))
   spec = mt.MultiTaskSpec(MT_TASKS)
