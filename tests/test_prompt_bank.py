@@ -393,14 +393,25 @@ def test_each_mode_composes_the_prompts_built_by_hand(mode):
   np.testing.assert_allclose(got, np.stack(want), rtol=1e-5, atol=1e-6)
   assert got.shape == (3, spec.prompt_length(4), MT_D)
   assert spec.shared_length_of(spec.prompt_length(4)) == 4
-  assert spec.shared_length(p) == 4
   # float32 whatever the params' dtype (bfloat16 here).
   half = mt.compose(spec, {k: jnp.asarray(v, jnp.bfloat16) for k, v in p.items()})
   assert half.dtype == jnp.float32
-  spec.check(p, MT_D)  # its own params, as they are
   prompts = mt.task_prompts(spec, p)
   assert list(prompts) == list(MT_TASKS)
   np.testing.assert_array_equal(prompts["b"], got[1])
+
+
+@pytest.mark.parametrize("mode", mt.MODES)
+def test_each_mode_measures_and_accepts_its_own_params(mode):
+  spec = mt.MultiTaskSpec(MT_TASKS, mode, task_length=2, rank=2)
+  p = _mt_params(spec, length=5)
+  assert spec.shared_length(p) == 5
+  spec.check(p, MT_D)  # its own params, as they are
+  # Without task_length, concat's task part is as long as the shared one: P = 2 P_s.
+  halves = mt.MultiTaskSpec(MT_TASKS, mode)
+  assert halves.prompt_length(4) == (8 if mode == "concat" else 4)
+  assert halves.shared_length_of(halves.prompt_length(4)) == 4
+  assert type(halves.shared_length_of(8)) is int
 
 
 def _fill(rng, shape, table):
@@ -515,10 +526,6 @@ def test_bad_multitask_specs_are_refused_by_name():
   assert one.tasks == ("a", "b") and hash(one) == hash(mt.MultiTaskSpec(("a", "b"), "concat",
                                                                         task_length=1,
                                                                         shared_features=1))
-  # Without task_length, concat's task part is as long as the shared one: P = 2 P_s.
-  halves = mt.MultiTaskSpec(MT_TASKS, "concat")
-  assert halves.prompt_length(4) == 8
-  assert halves.shared_length_of(8) == 4 and type(halves.shared_length_of(8)) is int
   with pytest.raises(ValueError, match="one prompt per task"):
     spec_lib.PromptSpec(length=4, num_prompts=2, multitask=mt.MultiTaskSpec(MT_TASKS))
   spec = mt.MultiTaskSpec(MT_TASKS)
