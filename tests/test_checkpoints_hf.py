@@ -541,12 +541,14 @@ def test_an_untied_checkpoint_without_lm_head_reads_the_shared_embedding_unscale
 def test_a_t5_config_without_a_tie_flag_is_tied_as_in_transformers():
   # transformers' T5Config defaults to tie_word_embeddings=True: a config.json without
   # the flag (or the transformers 5 scale flag) is T5 1.0's tied, rescaled output; a
-  # missing dropout_rate or bucket count is its default too.
+  # missing dropout_rate, bucket count or maximum distance is its default too.
   assert transformers.T5Config().tie_word_embeddings is True
   bare = hf.config_from_hf({"model_type": "t5"})
   assert bare.logits_via_embedding is True
   assert bare.dropout_rate == transformers.T5Config().dropout_rate == 0.1
   assert bare.relative_attention_num_buckets == 32
   assert transformers.T5Config().relative_attention_num_buckets == 32
+  assert bare.relative_attention_max_distance == 128
+  assert transformers.T5Config().relative_attention_max_distance == 128
   assert hf.config_from_hf({"model_type": "t5",
                             "tie_word_embeddings": False}).logits_via_embedding is False
