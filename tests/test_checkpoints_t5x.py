@@ -532,3 +532,18 @@ def test_derive_config_errors_name_the_source_and_the_missing_parameter():
       validation.derive_config(partial, "ckpt")
     with pytest.raises(ValueError, match=r"^params: cannot derive"):  # the default name
       validation.derive_config(partial)
+
+
+def test_cast_copies_only_the_leaves_whose_dtype_changes():
+  # A loaded checkpoint is cast leaf by leaf: a leaf already in the dtype is the same
+  # array (a big model is not held twice while loading), the others are new arrays.
+  import ml_dtypes  # pylint: disable=import-outside-toplevel
+  kept, wider = np.arange(6, dtype=np.float32), np.arange(4, dtype=np.float64) / 3
+  out = validation.cast({"a": kept, "b": {"c": wider}}, "float32")
+  assert out["a"] is kept
+  assert out["b"]["c"].dtype == np.float32 and not np.shares_memory(out["b"]["c"], wider)
+  np.testing.assert_array_equal(out["b"]["c"], wider.astype(np.float32))
+  half = validation.cast({"a": kept}, "bfloat16")["a"]
+  assert half.dtype == ml_dtypes.bfloat16 and isinstance(half, np.ndarray)
+  with pytest.raises(ValueError, match="float16"):
+    validation.cast({"a": kept}, "float16")
