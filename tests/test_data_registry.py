@@ -142,22 +142,18 @@ def _mock_tfds_sample(names):
   variant where it has one: both splits' formatting), one of MRQA's domains (one builder,
   one feature dict), the first taskless task and the first mixture. Each example's text is
   checked exactly for every task by the exact-text test above."""
-  kept, seen = [], set()
   mixtures = set(tasks.mixture_names())
+  by_source = {}
   for name in names:
-    if name in mixtures:
-      source = "mixture"
-    else:
-      source = tasks.get_spec(name).tfds_name.split(":")[0]
-      source = "mrqa" if source.startswith("mrqa/") else source
-      source += "/rank" if name.endswith("_rank_classification") else ""
-    taskless = name.startswith("taskless_")
-    if (source, taskless) not in seen and (not taskless or not any(
-        k.startswith("taskless_") for k in kept)):
-      seen.add((source, taskless))
-      kept.append(name)
-  plain = {n[:-len("_rank_classification")] for n in kept if n.endswith("_rank_classification")}
-  return {n for n in kept if n not in plain}
+    if name in mixtures or name.startswith(tasks.TASKLESS_PREFIX):
+      continue
+    source = tasks.get_spec(name).tfds_name.split(":")[0]
+    source = "mrqa" if source.startswith("mrqa/") else source
+    first = by_source.setdefault(source, name)
+    if name.endswith(tasks.RANK_SUFFIX) and not first.endswith(tasks.RANK_SUFFIX):
+      by_source[source] = name  # the first rank variant replaces its dataset's plain task
+  taskless = next(n for n in names if n.startswith(tasks.TASKLESS_PREFIX) and n not in mixtures)
+  return {*by_source.values(), taskless, next(n for n in names if n in mixtures)}
 
 
 def _mock_tfds_cases():
