@@ -1,6 +1,6 @@
 """The multi-task run (train.multitask_run): refusals, a demo run, its exports, its config.
 
-The bank's modes are tested in test_prompt_bank.py and the task-id stream in
+The bank's modes are tested in test_multitask_prompts.py and the task-id stream in
 test_train_resume.py (both in the mutation run's selection). Reference here: a
 trained multi-task bank against its per-task exports served one at a time.
 """
