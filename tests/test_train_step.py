@@ -166,3 +166,31 @@ def test_paper_adafactor_keeps_the_whole_second_moment_of_a_large_prompt_by_defa
       optim.paper_adafactor().init(params)).items()}
   assert shapes["0/v/encoder/prompt/prompt"] == (150, 200), shapes
   assert shapes["0/v_row/encoder/prompt/prompt"] == (1,), shapes  # optax's placeholder
+
+
+def test_jit_train_step_places_its_inputs_and_outputs_as_the_shardings_given():
+  # One device: a NamedSharding over a 1-device mesh differs from the SingleDeviceSharding
+  # jax picks by itself, so the compiled step shows whether the shardings reached jax.jit.
+  state, frozen, batch, _ = _toy_step()
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+  named = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  every = lambda t: jax.tree.map(lambda _: named, t)
+  in_sh = (every(state), every(frozen), every(batch))
+  # The new state's arrays split over "data" (a 1-device split): not what jax would
+  # propagate from replicated inputs.
+  split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  out_sh = (jax.tree.map(lambda x: split if np.ndim(x) else named, state), named)
+  given = step_lib.jit_train_step(MODEL, optim.paper_adafactor(), losses.LossConfig(),
+                                  in_shardings=in_sh, out_shardings=out_sh)
+  compiled = given.lower(state, frozen, batch).compile()
+  ins = jax.tree_util.tree_leaves(compiled.input_shardings)
+  outs = jax.tree_util.tree_leaves(compiled.output_shardings)
+  assert ins and all(isinstance(s, jax.sharding.NamedSharding) for s in ins), ins
+  assert outs and all(isinstance(s, jax.sharding.NamedSharding) for s in outs), outs
+  prompt_out = compiled.output_shardings[0].trainable["encoder"]["prompt"]["prompt"]
+  assert prompt_out.spec == jax.sharding.PartitionSpec("data"), prompt_out
+  # Without shardings jax places everything itself: nothing is a NamedSharding.
+  plain = step_lib.jit_train_step(MODEL, optim.paper_adafactor(), losses.LossConfig())
+  compiled = plain.lower(state, frozen, batch).compile()
+  placed = jax.tree_util.tree_leaves((compiled.input_shardings, compiled.output_shardings))
+  assert placed and not any(isinstance(s, jax.sharding.NamedSharding) for s in placed), placed
