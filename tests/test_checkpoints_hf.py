@@ -552,3 +552,18 @@ def test_a_t5_config_without_a_tie_flag_is_tied_as_in_transformers():
   assert transformers.T5Config().relative_attention_max_distance == 128
   assert hf.config_from_hf({"model_type": "t5",
                             "tie_word_embeddings": False}).logits_via_embedding is False
+
+
+@pytest.mark.parametrize("weights", hf.WEIGHT_FILES)
+def test_an_hf_dir_needs_its_own_config_and_a_weight_file(tmp_path, monkeypatch, weights):
+  model_dir, elsewhere = tmp_path / "model", tmp_path / "cwd"
+  model_dir.mkdir()
+  elsewhere.mkdir()
+  (elsewhere / hf.CONFIG_FILE).write_text("{}")
+  monkeypatch.chdir(elsewhere)  # a config.json in the working directory is not the model's
+  (model_dir / weights).write_bytes(b"")
+  assert not hf.is_hf_dir(str(model_dir))  # weights without their config.json
+  (model_dir / hf.CONFIG_FILE).write_text("{}")
+  assert hf.is_hf_dir(str(model_dir))
+  (model_dir / weights).unlink()
+  assert not hf.is_hf_dir(str(model_dir))  # a config.json without weights

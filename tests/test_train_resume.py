@@ -299,3 +299,19 @@ def test_each_host_reads_every_num_shards_th_example_of_the_split():
                                   split="validation"))["encoder_input_tokens"]
   vocab = demo_tasks.demo_vocabulary()
   assert [vocab.decode([int(t) for t in r if t > 1]) for r in got] == validation
+
+
+def test_tensorflow_is_kept_off_every_gpu_and_tpu_and_a_late_call_is_harmless(monkeypatch):
+  # tf.data's host-side reading must not take accelerator memory from JAX. The machines
+  # running the tests have no GPU, so the calls into TensorFlow are what is checked.
+  tf = inputs.tf
+  calls = []
+  monkeypatch.setattr(tf.config, "set_visible_devices",
+                      lambda devices, device_type=None: calls.append((devices, device_type)))
+  inputs.keep_tf_off_accelerators()
+  assert calls == [([], "GPU"), ([], "TPU")]
+  for error in (RuntimeError("already initialised"), ValueError("no TPU")):
+    def refuse(devices, device_type=None, error=error):
+      raise error
+    monkeypatch.setattr(tf.config, "set_visible_devices", refuse)
+    inputs.keep_tf_off_accelerators()  # TensorFlow's refusal is not the caller's problem

@@ -13,8 +13,9 @@ against it: nothing would catch it. Mutants a stopped run never reached ("not
 checked") are left out of the score and counted in their own column; a complete
 run has none. Prints a Markdown table and, with --survivors, every survivor (and
 "no tests" mutant) not yet explained. With --pending it prints only the names a resumed
-run still has to decide, leaving out the listed equivalents (each of which would run every
-test mapped to its function, minutes for the model's layers, to survive as expected):
+run still has to decide (the mutants not checked, and the survivors, which mutmut re-runs
+when named), leaving out the listed equivalents (each would run every test mapped to its
+function, minutes for the model's layers, to survive as expected):
 
     mutmut run --max-children 2 $(python tests/mutation/report.py --pending)
 """
@@ -63,13 +64,14 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--survivors", action="store_true", help="list unexplained survivors")
   parser.add_argument("--pending", action="store_true",
-                      help="print only the names of the mutants not checked yet that are not "
-                           "listed as equivalent, one per line, for `mutmut run`")
+                      help="print only the names `mutmut run` still has to decide, one per "
+                           "line: the mutants not checked and the survivors not listed as "
+                           "equivalent (re-run once a test for them is written)")
   args = parser.parse_args(argv)
   results, equivalent = _results(), _equivalents()
   if args.pending:
     for name, status in sorted(results.items()):
-      if status == "not checked" and name not in equivalent:
+      if status not in KILLED and name not in equivalent:
         print(name)
     return 0
   stale = sorted(set(equivalent) - set(results))
