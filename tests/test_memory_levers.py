@@ -435,22 +435,3 @@ def test_a_train_step_hands_its_microbatch_count_and_step_key_to_the_gradient(mi
                                rtol=1e-5)
     np.testing.assert_allclose(metrics["cross_entropy"], want_loss, rtol=1e-5)
 
-
-def test_jit_train_step_places_its_outputs_as_the_shardings_it_is_given_and_donates_the_state():
-  # One device: a NamedSharding over a 1-device mesh is told apart from jit's default
-  # single-device placement, so the shardings are seen to reach jax.jit.
-  trainable, frozen, batch = _toy()
-  state = TrainState.create(trainable, optax.sgd(1.0), jax.random.PRNGKey(5))
-  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  cfg = losses.LossConfig(z_loss=0.0)
-  step = step_lib.jit_train_step(_NoisyBigram(), optax.sgd(1.0), cfg,
-                                 in_shardings=(rep, rep, rep), out_shardings=(rep, rep))
-  given = jax.tree.map(jnp.copy, state)
-  new, metrics = step(given, frozen, batch)
-  assert new.trainable["w"].sharding == rep and metrics["loss"].sharding == rep
-  assert given.trainable["w"].is_deleted()  # the old state is donated to the new one
-  plain, _ = step_lib.jit_train_step(_NoisyBigram(), optax.sgd(1.0), cfg)(
-      jax.tree.map(jnp.copy, state), frozen, batch)
-  assert not isinstance(plain.trainable["w"].sharding, jax.sharding.NamedSharding)
-  np.testing.assert_allclose(new.trainable["w"], plain.trainable["w"], rtol=1e-6)

@@ -168,7 +168,7 @@ def test_paper_adafactor_keeps_the_whole_second_moment_of_a_large_prompt_by_defa
   assert shapes["0/v_row/encoder/prompt/prompt"] == (1,), shapes  # optax's placeholder
 
 
-def test_jit_train_step_places_its_inputs_and_outputs_as_the_shardings_given():
+def test_jit_train_step_places_its_arrays_as_the_shardings_given_and_donates_the_state():
   # One device: a NamedSharding over a 1-device mesh differs from the SingleDeviceSharding
   # jax picks by itself, so the compiled step shows whether the shardings reached jax.jit.
   state, frozen, batch, _ = _toy_step()
@@ -189,8 +189,14 @@ def test_jit_train_step_places_its_inputs_and_outputs_as_the_shardings_given():
   assert outs and all(isinstance(s, jax.sharding.NamedSharding) for s in outs), outs
   prompt_out = compiled.output_shardings[0].trainable["encoder"]["prompt"]["prompt"]
   assert prompt_out.spec == jax.sharding.PartitionSpec("data"), prompt_out
+  donated = jax.tree.map(jnp.copy, state)
+  new, _ = compiled(donated, frozen, batch)
+  assert donated.trainable["encoder"]["prompt"]["prompt"].is_deleted()  # donated to `new`
   # Without shardings jax places everything itself: nothing is a NamedSharding.
   plain = step_lib.jit_train_step(MODEL, optim.paper_adafactor(), losses.LossConfig())
   compiled = plain.lower(state, frozen, batch).compile()
   placed = jax.tree_util.tree_leaves((compiled.input_shardings, compiled.output_shardings))
   assert placed and not any(isinstance(s, jax.sharding.NamedSharding) for s in placed), placed
+  plain_new, _ = compiled(jax.tree.map(jnp.copy, state), frozen, batch)
+  np.testing.assert_allclose(new.trainable["encoder"]["prompt"]["prompt"],
+                             plain_new.trainable["encoder"]["prompt"]["prompt"], rtol=1e-6)

@@ -65,7 +65,7 @@ def restore(mutants: str = "mutants", cache: str = CACHE, force: bool = False) -
     data = json.loads(f.read().decode("utf-8"))
   if data.get("format") != FORMAT:
     sys.exit(f"{cache}: format {data.get('format')!r}, expected {FORMAT}.")
-  present = _files(mutants) if os.path.isdir(mutants) else {}
+  present = _files(mutants)  # none where mutants/ does not exist
   if present and not force:
     sys.exit(f"{mutants}/ already holds mutmut results ({len(present)} files, "
              f"{_decided(present)} decided mutants); expected none. Keep them (`mutmut run` "
