@@ -60,9 +60,13 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-  if config.getoption("--full-size"):
-    return
-  dropped = [item for item in items if item.get_closest_marker("full_size")]
-  if dropped:
-    config.hook.pytest_deselected(items=dropped)
-    items[:] = [item for item in items if not item.get_closest_marker("full_size")]
+  if not config.getoption("--full-size"):
+    dropped = [item for item in items if item.get_closest_marker("full_size")]
+    if dropped:
+      config.hook.pytest_deselected(items=dropped)
+      items[:] = [item for item in items if not item.get_closest_marker("full_size")]
+  # The files holding the minute-long `slow` tests run first, each file's tests still
+  # together and in order (its module fixtures set up once): under xdist's worksteal the
+  # last tests to run are then short ones, and no worker waits out a long one alone.
+  heavy = {item.path for item in items if item.get_closest_marker("slow")}
+  items.sort(key=lambda item: item.path not in heavy)

@@ -6,6 +6,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 import benchmark_scripts
 from prompt_tuning import paths
@@ -33,6 +34,7 @@ def _test_accuracy_by_hand(prompt: np.ndarray) -> float:
   return 100.0 * np.mean([a == r["targets"] for a, r in zip(answers, rows)])
 
 
+@pytest.mark.slow  # the README's main job: 300 steps and a held-out evaluation
 def test_the_demo_meets_its_targets_reports_what_its_run_did_and_prints_only_that(tmp_path):
   # The README's first command as a user runs it: the installed console script, its
   # default 300 steps, TF's C++ logging not silenced by the environment, jax's

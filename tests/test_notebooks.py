@@ -47,8 +47,9 @@ def test_quickstart_runs(tmp_path):
 @pytest.mark.slow
 def test_superglue_reproduction_runs_in_smoke_mode(tmp_path):
   out = tmp_path / "run"
-  # Two of the three tasks: CB's score averages two metrics, RTE's has a published row.
-  nb = _run("superglue_reproduction.ipynb", {"SMOKE": True, "TASKS": ["cb", "rte"],
+  # One of the three tasks, CB, whose score averages two metrics (each task is one more
+  # training and evaluation of the same code; the published row is the base model's).
+  nb = _run("superglue_reproduction.ipynb", {"SMOKE": True, "TASKS": ["cb"],
                                               "TRAIN_STEPS": 2, "EVAL_PERIOD": 2,
                                               "BATCH_SIZE": 4, "PROMPT_LENGTH": 4,
                                               "OUTPUT_DIR": str(out)}, tmp_path)
@@ -56,18 +57,16 @@ def test_superglue_reproduction_runs_in_smoke_mode(tmp_path):
   text = "\n".join(o.get("text", "") for o in outputs)
   tables = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
   assert "prompt-tuning train --gin_file=models/t5_1_1_tiny_prompt.gin" in text
-  assert "| boolq |" not in tables
-  for task in ("cb", "rte"):
-    assert f"| {task} | tiny (smoke) |" in tables
-    assert os.path.isfile(out / task / "best" / "encoder.prompt.prompt.npy")
-    assert os.path.isfile(out / task / "eval" / "eval_validation_best.json")
-    # The table's score is the evaluation's: the task's SuperGLUE score (CB: mean of
-    # accuracy and macro-F1) from the JSON the eval wrote, and the step is best.json's.
-    metrics = json.load(open(out / task / "eval" / "eval_validation_best.json"))["metrics"]
-    name = f"taskless_super_glue_{task}_v102"
-    parts = ["accuracy", "macro_f1"] if task == "cb" else ["accuracy"]
-    want = sum(metrics[f"{name}/{m}"] for m in parts) / len(parts)
-    row = re.search(rf"\| {task} \| tiny \(smoke\) \| ([\d.]+) \| (\d+) \|", tables)
-    assert float(row.group(1)) == round(want, 1), (task, row.group(0), want)
-    assert int(row.group(2)) == json.load(open(out / task / "best" / "best.json"))["step"]
+  assert "| boolq |" not in tables and "| rte |" not in tables
+  assert "| cb | tiny (smoke) |" in tables
+  assert os.path.isfile(out / "cb" / "best" / "encoder.prompt.prompt.npy")
+  assert os.path.isfile(out / "cb" / "eval" / "eval_validation_best.json")
+  # The table's score is the evaluation's: the task's SuperGLUE score (CB: mean of
+  # accuracy and macro-F1) from the JSON the eval wrote, and the step is best.json's.
+  metrics = json.load(open(out / "cb" / "eval" / "eval_validation_best.json"))["metrics"]
+  name = "taskless_super_glue_cb_v102"
+  want = (metrics[f"{name}/accuracy"] + metrics[f"{name}/macro_f1"]) / 2
+  row = re.search(r"\| cb \| tiny \(smoke\) \| ([\d.]+) \| (\d+) \|", tables)
+  assert float(row.group(1)) == round(want, 1), (row.group(0), want)
+  assert int(row.group(2)) == json.load(open(out / "cb" / "best" / "best.json"))["step"]
   assert os.path.isfile(out / "superglue.png")
