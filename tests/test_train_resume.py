@@ -315,3 +315,35 @@ def test_tensorflow_is_kept_off_every_gpu_and_tpu_and_a_late_call_is_harmless(mo
       raise error
     monkeypatch.setattr(tf.config, "set_visible_devices", refuse)
     inputs.keep_tf_off_accelerators()  # TensorFlow's refusal is not the caller's problem
+
+
+def test_an_unknown_task_name_is_refused_naming_the_closest_registered_names():
+  _register()
+  with pytest.raises(ValueError) as refused:
+    inputs.get_task("taskless_demo_majorty")
+  message = str(refused.value)
+  assert "MIXTURE_OR_TASK_NAME='taskless_demo_majorty' is not a registered" in message
+  # difflib's closest names, best first; the count is the registries' own.
+  closest = message.split("closest: ")[1].split("]")[0] + "]"
+  assert closest.startswith("['taskless_demo_majority'") and closest.count("'") <= 10
+  count = len(seqio.TaskRegistry.names()) + len(seqio.MixtureRegistry.names())
+  assert f"({count} registered;" in message
+  for bad in ("", None):
+    with pytest.raises(ValueError, match=r"expected a registered seqio task or mixture name"):
+      inputs.get_task(bad)
+  assert inputs.get_task(TASK) is seqio.get_mixture_or_task(TASK)
+
+
+def test_the_closest_names_are_five_at_most_down_to_half_alike(monkeypatch):
+  # A registry of known names: seven alike, each less so (one letter more), so the five
+  # most alike are named, best first; and one half alike (SequenceMatcher's ratio
+  # 2 * 4 / 16 = 0.5), which is still named.
+  alike = ["squad_v01" + "x" * k for k in range(1, 8)]
+  monkeypatch.setattr(seqio.TaskRegistry, "names", lambda: [*alike, "abcdwxyz"])
+  monkeypatch.setattr(seqio.MixtureRegistry, "names", lambda: [])
+  with pytest.raises(ValueError) as refused:
+    inputs.get_task("squad_v01")
+  assert f"(8 registered; closest: {alike[:5]})" in str(refused.value)
+  with pytest.raises(ValueError) as refused:
+    inputs.get_task("abcdefgh")
+  assert "closest: ['abcdwxyz']" in str(refused.value)
