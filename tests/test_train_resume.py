@@ -2,7 +2,9 @@
 prompt, bfloat16 frozen weights, a multi-task run's task-id stream. Fast runs on the demo's frozen tiny T5 (no SIGKILL: the
 slow test in test_train_loop.py does that from a real process)."""
 import os
+import re
 import shutil
+import types
 
 import jax.numpy as jnp
 import numpy as np
@@ -347,3 +349,20 @@ def test_the_closest_names_are_five_at_most_down_to_half_alike(monkeypatch):
   with pytest.raises(ValueError) as refused:
     inputs.get_task("abcdefgh")
   assert "closest: ['abcdwxyz']" in str(refused.value)
+
+
+@pytest.mark.parametrize("lengths", [
+    {"inputs": 0, "targets": 4}, {"inputs": 16, "targets": -1}, {"inputs": 16},
+    {"inputs": 16, "targets": 4, "prompt": 2}, {"inputs": 16.0, "targets": 4},
+    {"inputs": "16", "targets": 4}, {}, None])
+def test_feature_lengths_need_exactly_inputs_and_targets_as_positive_ints(lengths):
+  expected = "{'inputs': int > 0, 'targets': int > 0}"
+  with pytest.raises(ValueError, match=re.escape(f"TASK_FEATURE_LENGTHS={lengths!r}; "
+                                                 f"expected {expected}.")):
+    inputs.check_feature_lengths(lengths)
+
+
+def test_the_shortest_feature_lengths_are_one_token_each():
+  given = types.MappingProxyType({"inputs": 1, "targets": 1})
+  lengths = inputs.check_feature_lengths(given)
+  assert lengths == {"inputs": 1, "targets": 1} and type(lengths) is dict
