@@ -156,6 +156,15 @@ def test_unknown_method_names_are_refused_with_the_closest():
 # (method, its LEARNING_RATE, whether it trains a soft prompt too)
 METHOD_FILES = [("lora", 1e-3, False), ("ia3", 3e-3, False), ("prefix", 1e-3, False),
                 ("deep_prompts", 0.3, True), ("prompt_tuning", 0.3, True)]
+# What each file binds, as `for_method`'s arguments (the files' own sizes).
+METHOD_SPECS = {"lora": {"lora": LoraSpec(rank=8, alpha=16, targets=("query", "value"))},
+                "prefix": {"prefix": PrefixSpec(10, reparameterize=True, hidden_dim=512)}}
+# The CLI run of each file takes ~25 s (its own compiles, evaluation included): CI trains
+# an adapter alone (LoRA, also exported as PEFT) and an adapter with a soft prompt (deep
+# prompts); `--full-size` trains all five. Every file's bindings are checked without
+# training by test_each_method_file_goes_on_top_of_the_demo_run; IA3's PEFT export by
+# tests/test_peft_adapters.py; methods/prompt_tuning.gin trains in tests/test_compare.py.
+CLI_SAMPLE = ("lora", "deep_prompts")
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +178,9 @@ def _stored_state_names(model_dir, step):
   return sorted(getattr(metadata, "item_metadata", metadata).keys())
 
 
-@pytest.mark.parametrize("method,learning_rate,with_prompt", METHOD_FILES)
+@pytest.mark.parametrize("method,learning_rate,with_prompt", [
+    pytest.param(*case, marks=() if case[0] in CLI_SAMPLE else pytest.mark.full_size)
+    for case in METHOD_FILES])
 def test_each_method_file_trains_through_the_cli(tmp_path, frozen_dir, method, learning_rate,
                                                  with_prompt):
   prompts = ["--gin_file=prompts/random_uniform.gin"] if with_prompt else []
@@ -185,10 +196,7 @@ def test_each_method_file_trains_through_the_cli(tmp_path, frozen_dir, method, l
   assert gin.query_parameter("%LEARNING_RATE") == learning_rate
   meta = run_dir.read_meta(str(tmp_path))
   spec = AdapterSpec.from_json(meta["adapters"]) if meta["adapters"] else None
-  assert spec == for_method(method, **{
-      "lora": {"lora": LoraSpec(rank=8, alpha=16, targets=("query", "value"))},
-      "prefix": {"prefix": PrefixSpec(10, reparameterize=True, hidden_dim=512)}}.get(
-          method, {}))
+  assert spec == for_method(method, **METHOD_SPECS.get(method, {}))
   length = gin.query_parameter("%PROMPT_LENGTH")
   assert length == {"deep_prompts": 20, "prompt_tuning": 4}.get(method, 0)
   model = Transformer(tiny.tiny_config(),
@@ -238,8 +246,8 @@ def test_each_method_file_trains_through_the_cli(tmp_path, frozen_dir, method, l
     assert json.load(f)["base_model_name_or_path"] == frozen_dir
 
 
-@pytest.mark.parametrize("method", [m for m, _, _ in METHOD_FILES])
-def test_each_method_file_goes_on_top_of_the_demo_run(method):
+@pytest.mark.parametrize("method,learning_rate", [(m, lr) for m, lr, _ in METHOD_FILES])
+def test_each_method_file_goes_on_top_of_the_demo_run(method, learning_rate):
   configurables.register()
   gin.clear_config()
   gin.add_config_file_search_path(paths.config_dir())
@@ -247,5 +255,10 @@ def test_each_method_file_goes_on_top_of_the_demo_run(method):
                                       finalize_config=False)
   assert gin.query_parameter("%METHOD") == method
   assert gin.query_parameter("%MIXTURE_OR_TASK_NAME") == "taskless_demo_majority"
+  assert gin.query_parameter("%LEARNING_RATE") == learning_rate
   spec = gin.get_configurable(for_method)()
   assert (spec.methods if spec else ()) == (() if method == "prompt_tuning" else (method,))
+  assert spec == for_method(method, **METHOD_SPECS.get(method, {}))
+  # A method without a soft prompt sets PROMPT_LENGTH to 0; deep prompts sets its own.
+  if method != "prompt_tuning":
+    assert gin.query_parameter("%PROMPT_LENGTH") == {"deep_prompts": 20}.get(method, 0)

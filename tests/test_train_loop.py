@@ -5,7 +5,6 @@ learnable by a prompt alone, so these runs show real learning in seconds.
 """
 import os
 import signal
-import subprocess
 import sys
 
 import jax
@@ -142,11 +141,11 @@ def _cli(model_dir, steps=30):
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_ends_with_the_same_prompt(tmp_path):
+def test_sigkill_then_rerun_ends_with_the_same_prompt(tmp_path, capsys):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   straight, killed = tmp_path / "straight", tmp_path / "killed"
-  # The uninterrupted reference runs the same command in this process (one device, the
-  # same XLA flags): only the killed run and its rerun need processes of their own.
+  # The uninterrupted reference and the rerun run the same command in this process (one
+  # device, the same XLA flags): only the killed run needs a process of its own.
   assert train_cli.run_train(_cli(straight)[3:], progress=False).start_step == 0
   status = process_fixtures.kill_once_written(_cli(killed), env, killed / "checkpoint_10")
   # The kill landed mid-run: killed by the signal, with checkpoints up to 10-25 only.
@@ -155,13 +154,14 @@ def test_sigkill_then_rerun_ends_with_the_same_prompt(tmp_path):
   saved = {name: os.path.getmtime(numpy_dir / name) for name in os.listdir(numpy_dir)}
   last = max(int(name.split("_")[1]) for name in saved)
   assert 10 <= last < 30, saved
-  rerun = subprocess.run(_cli(killed), env=env, capture_output=True, text=True)
-  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  capsys.readouterr()
+  assert train_cli.main(_cli(killed)[3:]) == 0
+  printed = capsys.readouterr().out
   # The rerun resumed: it says so, from the last complete orbax step (the .npy of
   # a step is written right after it, so that is `last`, or `last + 5` when the
   # kill fell in between), and it did not write the earlier steps again.
-  resumed = [s for s in (last, last + 5) if f"resumed {killed} from step {s}\n" in rerun.stdout]
-  assert resumed, rerun.stdout
+  resumed = [s for s in (last, last + 5) if f"resumed {killed} from step {s}\n" in printed]
+  assert resumed, printed
   for name, mtime in saved.items():
     if int(name.split("_")[1]) < resumed[0]:
       assert os.path.getmtime(numpy_dir / name) == mtime, name
