@@ -534,6 +534,18 @@ def test_derive_config_errors_name_the_source_and_the_missing_parameter():
       validation.derive_config(partial)
 
 
+def test_resolve_config_derives_one_naming_the_checkpoint_or_checks_the_one_given():
+  params = fx.random_params(CONFIG)
+  assert validation.resolve_config(params, "ckpt", None) == CONFIG.replace(dropout_rate=0.1)
+  assert validation.resolve_config(params, "ckpt", CONFIG) is CONFIG
+  flat = tree.flatten(params)
+  partial = tree.unflatten({k: v for k, v in flat.items() if k != "token_embedder/embedding"})
+  # A config derived from a checkpoint's params names that checkpoint when it cannot.
+  with pytest.raises(ValueError, match=r"^/runs/a/checkpoint_7: cannot derive the model "
+                                       r"config: parameter token_embedder/embedding"):
+    validation.resolve_config(partial, "/runs/a/checkpoint_7", None)
+
+
 def test_cast_copies_only_the_leaves_whose_dtype_changes():
   # A loaded checkpoint is cast leaf by leaf: a leaf already in the dtype is the same
   # array (a big model is not held twice while loading), the others are new arrays.
