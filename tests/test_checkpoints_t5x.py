@@ -546,6 +546,19 @@ def test_resolve_config_derives_one_naming_the_checkpoint_or_checks_the_one_give
     validation.resolve_config(partial, "/runs/a/checkpoint_7", None)
 
 
+def test_a_stored_prompt_is_a_prompt_or_a_bank_of_the_models_width():
+  d = CONFIG.emb_dim
+  flat = tree.flatten(fx.random_params(CONFIG))
+  with_prompt = lambda shape: tree.unflatten({**flat, PROMPT_PATH: np.zeros(shape, np.float32)})
+  for shape in [(5, d), (3, 5, d)]:  # [P, D] and [K, P, D], P != D
+    validation.validate_params(CONFIG, with_prompt(shape), "ckpt")
+  for shape in [(d,), (2, 3, 5, d), (3, d, 5), (5, d + 1)]:
+    with pytest.raises(ValueError, match=re.escape(
+        f"ckpt: {PROMPT_PATH} has shape {shape}; expected a [P, d_model={d}] prompt "
+        "or a [K, P, d_model] bank.")):
+      validation.validate_params(CONFIG, with_prompt(shape), "ckpt")
+
+
 def test_cast_copies_only_the_leaves_whose_dtype_changes():
   # A loaded checkpoint is cast leaf by leaf: a leaf already in the dtype is the same
   # array (a big model is not held twice while loading), the others are new arrays.
