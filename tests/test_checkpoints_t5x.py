@@ -557,6 +557,8 @@ def test_a_stored_prompt_is_a_prompt_or_a_bank_of_the_models_width():
         f"ckpt: {PROMPT_PATH} has shape {shape}; expected a [P, d_model={d}] prompt "
         "or a [K, P, d_model] bank.")):
       validation.validate_params(CONFIG, with_prompt(shape), "ckpt")
+  with pytest.raises(ValueError, match=rf"^params: {PROMPT_PATH} has shape"):  # the default
+    validation.validate_params(CONFIG, with_prompt((d,)))
 
 
 def test_cast_copies_only_the_leaves_whose_dtype_changes():
