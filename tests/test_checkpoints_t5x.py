@@ -574,3 +574,25 @@ def test_cast_copies_only_the_leaves_whose_dtype_changes():
   assert half.dtype == ml_dtypes.bfloat16 and isinstance(half, np.ndarray)
   with pytest.raises(ValueError, match="float16"):
     validation.cast({"a": kept}, "float16")
+
+
+def test_the_vocab_check_reads_the_output_layer_and_only_the_layers_the_model_has():
+  d, v = CONFIG.emb_dim, CONFIG.vocab_size
+  flat = tree.flatten(fx.random_params(CONFIG))
+  # Only the untied output layer's vocab is off: its own message, not a wrong shape.
+  wide = tree.unflatten({**flat, "decoder/logits_dense/kernel": np.zeros((d, v + 1))})
+  with pytest.raises(ValueError, match=re.escape(
+      f"ckpt: vocab size mismatch: decoder/logits_dense/kernel has shape ({d}, {v + 1}), "
+      f"i.e. vocab_size={v + 1}")):
+    validation.validate_params(CONFIG, wide, "ckpt")
+  # A missing embedding is listed as missing, not read.
+  no_embedding = tree.unflatten({k: a for k, a in flat.items() if k != "token_embedder/embedding"})
+  with pytest.raises(ValueError, match=re.escape(
+      f"missing (1):\n    token_embedder/embedding: expected ({v}, {d})")):
+    validation.validate_params(CONFIG, no_embedding, "ckpt")
+  # A tied model has no output layer: a stored one is unexpected, whatever its vocab.
+  tied = tree.flatten(fx.random_params(TIED))
+  extra = tree.unflatten({**tied, "decoder/logits_dense/kernel": np.zeros((d, v + 1))})
+  with pytest.raises(ValueError, match=re.escape(
+      f"unexpected (1):\n    decoder/logits_dense/kernel: found ({d}, {v + 1})")):
+    validation.validate_params(TIED, extra, "ckpt")
