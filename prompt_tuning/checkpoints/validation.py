@@ -67,8 +67,9 @@ def _unbox(tree):
 
 
 def shape_of(leaf) -> tuple:
-  """Shape of an array or of an abstract leaf (`jax.ShapeDtypeStruct`, orbax metadata)."""
-  return tuple(leaf.shape) if hasattr(leaf, "shape") else tuple(np.shape(leaf))
+  """Shape of an array, of an abstract leaf (`jax.ShapeDtypeStruct`, orbax metadata) or of a
+  plain Python value: `np.shape` reads a leaf's own `.shape` and converts only what has none."""
+  return tuple(np.shape(leaf))
 
 
 def _shape(flat: Mapping[str, Any], path: str, where: str) -> tuple:
