@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 
+import jax
 import numpy as np
 import pytest
 from flax import serialization
@@ -599,7 +600,6 @@ def test_the_vocab_check_reads_the_output_layer_and_only_the_layers_the_model_ha
 
 
 def test_a_leafs_shape_is_read_off_arrays_abstract_leaves_and_plain_values():
-  import jax  # pylint: disable=import-outside-toplevel
   assert validation.shape_of(np.zeros((2, 3), np.float32)) == (2, 3)
   assert validation.shape_of(jax.ShapeDtypeStruct((4, 5), np.float32)) == (4, 5)
   assert validation.shape_of([[1.0, 2.0, 3.0]]) == (1, 3)
